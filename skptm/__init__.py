@@ -1,0 +1,37 @@
+"""skptm: pretrained image networks as scikit-learn estimators.
+
+Importing skptm does not import TensorFlow or Keras, and changes nothing in
+the process; networks are built on first use.
+"""
+
+from ._backbones import list_backbones
+from ._batches import ImageReadError
+from ._features import ImageReadWarning
+from ._transformer import PretrainedFeatureTransformer
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # Names that need Keras are imported on first access, keeping
+    # ``import skptm`` free of TensorFlow.
+    if name in ("WeightsUnavailableError", "clear_network_cache", "network_cache_info"):
+        from . import _networks
+
+        return {
+            "WeightsUnavailableError": _networks.WeightsUnavailableError,
+            "clear_network_cache": _networks.clear_network_cache,
+            "network_cache_info": _networks.cache_info,
+        }[name]
+    raise AttributeError(f"module 'skptm' has no attribute {name!r}")
+
+
+__all__ = [
+    "ImageReadError",
+    "ImageReadWarning",
+    "PretrainedFeatureTransformer",
+    "WeightsUnavailableError",
+    "clear_network_cache",
+    "list_backbones",
+    "network_cache_info",
+]

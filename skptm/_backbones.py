@@ -1,0 +1,178 @@
+"""The backbone registry: every network of ``keras.applications`` by name.
+
+This module is a table and a lookup. It imports neither Keras nor
+TensorFlow, so ``import skptm``, ``list_backbones()`` and name validation
+stay cheap; the networks themselves are built by :mod:`skptm._networks`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+#: How each family of networks expects its input to be scaled. Every network
+#: skptm builds takes raw RGB in 0-255 and applies its family's step inside.
+PREPROCESSING_FAMILIES = {
+    "caffe": "RGB to BGR, then subtract the ImageNet mean per channel (no scaling)",
+    "tf": "scale to [-1, 1]",
+    "torch": "scale to [0, 1], then normalise with the ImageNet mean and std",
+    "none": "the network includes its own preprocessing; feed raw 0-255 RGB",
+}
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What skptm needs to know about one ``keras.applications`` network.
+
+    Attributes
+    ----------
+    name : str
+        The snake-case name, e.g. ``"mobilenet_v3_small"``.
+    keras_name : str
+        The constructor's name in ``keras.applications``, e.g.
+        ``"MobileNetV3Small"``.
+    preprocessing : {"caffe", "tf", "torch", "none"}
+        The preprocessing family of the network's ImageNet weights.
+    input_size : int
+        The native (square) input size in pixels.
+    feature_size : int
+        The length of the globally pooled feature vector.
+    """
+
+    name: str
+    keras_name: str
+    preprocessing: str
+    input_size: int
+    feature_size: int
+
+    def constructor(self):
+        """Return the Keras constructor (imports Keras on first use)."""
+        import keras
+
+        return getattr(keras.applications, self.keras_name)
+
+
+def _spec(keras_name, name, preprocessing, input_size, feature_size):
+    return BackboneSpec(name, keras_name, preprocessing, input_size, feature_size)
+
+
+_SPECS = (
+    _spec("VGG16", "vgg16", "caffe", 224, 512),
+    _spec("VGG19", "vgg19", "caffe", 224, 512),
+    _spec("ResNet50", "resnet50", "caffe", 224, 2048),
+    _spec("ResNet101", "resnet101", "caffe", 224, 2048),
+    _spec("ResNet152", "resnet152", "caffe", 224, 2048),
+    _spec("ResNet50V2", "resnet50_v2", "tf", 224, 2048),
+    _spec("ResNet101V2", "resnet101_v2", "tf", 224, 2048),
+    _spec("ResNet152V2", "resnet152_v2", "tf", 224, 2048),
+    _spec("MobileNet", "mobilenet", "tf", 224, 1024),
+    _spec("MobileNetV2", "mobilenet_v2", "tf", 224, 1280),
+    _spec("MobileNetV3Small", "mobilenet_v3_small", "none", 224, 576),
+    _spec("MobileNetV3Large", "mobilenet_v3_large", "none", 224, 960),
+    _spec("EfficientNetB0", "efficientnet_b0", "none", 224, 1280),
+    _spec("EfficientNetB1", "efficientnet_b1", "none", 240, 1280),
+    _spec("EfficientNetB2", "efficientnet_b2", "none", 260, 1408),
+    _spec("EfficientNetB3", "efficientnet_b3", "none", 300, 1536),
+    _spec("EfficientNetB4", "efficientnet_b4", "none", 380, 1792),
+    _spec("EfficientNetB5", "efficientnet_b5", "none", 456, 2048),
+    _spec("EfficientNetB6", "efficientnet_b6", "none", 528, 2304),
+    _spec("EfficientNetB7", "efficientnet_b7", "none", 600, 2560),
+    _spec("EfficientNetV2B0", "efficientnet_v2_b0", "none", 224, 1280),
+    _spec("EfficientNetV2B1", "efficientnet_v2_b1", "none", 240, 1280),
+    _spec("EfficientNetV2B2", "efficientnet_v2_b2", "none", 260, 1408),
+    _spec("EfficientNetV2B3", "efficientnet_v2_b3", "none", 300, 1536),
+    _spec("EfficientNetV2S", "efficientnet_v2_s", "none", 384, 1280),
+    _spec("EfficientNetV2M", "efficientnet_v2_m", "none", 480, 1280),
+    _spec("EfficientNetV2L", "efficientnet_v2_l", "none", 480, 1280),
+    _spec("ConvNeXtTiny", "convnext_tiny", "none", 224, 768),
+    _spec("ConvNeXtSmall", "convnext_small", "none", 224, 768),
+    _spec("ConvNeXtBase", "convnext_base", "none", 224, 1024),
+    _spec("ConvNeXtLarge", "convnext_large", "none", 224, 1536),
+    _spec("ConvNeXtXLarge", "convnext_xlarge", "none", 224, 2048),
+    _spec("DenseNet121", "densenet121", "torch", 224, 1024),
+    _spec("DenseNet169", "densenet169", "torch", 224, 1664),
+    _spec("DenseNet201", "densenet201", "torch", 224, 1920),
+    _spec("Xception", "xception", "tf", 299, 2048),
+    _spec("InceptionV3", "inception_v3", "tf", 299, 2048),
+    _spec("InceptionResNetV2", "inception_resnet_v2", "tf", 299, 1536),
+    _spec("NASNetMobile", "nasnet_mobile", "tf", 224, 1056),
+    _spec("NASNetLarge", "nasnet_large", "tf", 331, 4032),
+)
+
+
+def _normalize(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "").replace(" ", "")
+
+
+_BY_KEY = {_normalize(spec.keras_name): spec for spec in _SPECS}
+
+
+def get_backbone_spec(name: str) -> BackboneSpec:
+    """Look up a backbone by name.
+
+    Names are case-insensitive and ignore ``_`` and ``-``, so
+    ``"resnet50"``, ``"ResNet50"``, ``"mobilenet_v3_small"`` and
+    ``"MobileNetV3Small"`` all work.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name; the message lists the closest known names.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"A backbone name must be a string. Received: backbone={name!r}")
+    spec = _BY_KEY.get(_normalize(name))
+    if spec is None:
+        candidates = {spec.name: spec for spec in _SPECS}
+        candidates.update({spec.keras_name: spec for spec in _SPECS})
+        close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
+        close += difflib.get_close_matches(_normalize(name), _BY_KEY, n=5, cutoff=0.5)
+        suggestions = list(dict.fromkeys(_BY_KEY[_normalize(c)].name for c in close))
+        hint = (
+            f" Did you mean {', '.join(repr(s) for s in suggestions[:5])}?"
+            if suggestions
+            else ""
+        )
+        raise ValueError(
+            f"Unknown backbone {name!r}.{hint} skptm.list_backbones() lists all "
+            f"{len(_SPECS)} names; a keras.Model, or a callable returning one, "
+            f"is accepted too. Received: backbone={name!r}"
+        )
+    return spec
+
+
+def backbone_specs() -> tuple[BackboneSpec, ...]:
+    """All registered backbones, in the table's order."""
+    return _SPECS
+
+
+def list_backbones():
+    """List every available backbone with its input size and feature size.
+
+    Returns
+    -------
+    backbones : list of dict
+        One dict per network of ``keras.applications``, with keys
+        ``"name"`` (the snake-case name), ``"keras_name"`` (the Keras
+        constructor), ``"input_size"`` (native square input size in pixels),
+        ``"preprocessing"`` (family: ``"caffe"``, ``"tf"``, ``"torch"`` or
+        ``"none"``) and ``"feature_size"`` (length of the pooled feature
+        vector). Pass the list to ``pandas.DataFrame`` for a table.
+
+    Examples
+    --------
+    >>> from skptm import list_backbones
+    >>> [b for b in list_backbones() if b["name"] == "resnet50"]
+    [{'name': 'resnet50', 'keras_name': 'ResNet50', 'input_size': 224, \
+'preprocessing': 'caffe', 'feature_size': 2048}]
+    """
+    return [
+        {
+            "name": spec.name,
+            "keras_name": spec.keras_name,
+            "input_size": spec.input_size,
+            "preprocessing": spec.preprocessing,
+            "feature_size": spec.feature_size,
+        }
+        for spec in _SPECS
+    ]

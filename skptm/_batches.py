@@ -1,0 +1,259 @@
+"""X to a stream of batches: any accepted input form, decoded in parallel.
+
+:func:`as_source` turns what the user passed (a 4-D or 3-D array, a list,
+tuple, 1-D object array or pandas Series of paths, bytes, PIL images or
+arrays, or a 2-D table for tabular backbones) into a *source*: something with
+a length that can fill a batch buffer for the rows ``start:stop``.
+:func:`stream_batches` walks a source batch by batch, decoding the next batch
+on a thread pool while the caller runs the network on the current one. At
+most two batches are in memory at any time, whatever the number of items.
+
+Failures are kept per item, with the item's index and path, so the caller
+decides whether to raise or to fill that row with NaN.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._images import ImageReader, array_to_rgb, check_value_range, describe_item
+
+
+class ImageReadError(ValueError):
+    """An input item could not be read as an image.
+
+    Attributes
+    ----------
+    index : int
+        Position of the item in the input.
+    path : str or None
+        The item's file path, where it has one.
+    """
+
+    def __init__(self, index, path, cause):
+        self.index = index
+        self.path = path
+        self.cause = cause
+        where = f"index {index}" + (f" ({path!r})" if path else "")
+        super().__init__(
+            f"Could not read the image at {where}: {cause}. Fix or remove this "
+            "item, or pass on_error='nan' to get a row of NaN for it instead."
+        )
+
+
+@dataclass
+class Failure:
+    """One item that could not be read."""
+
+    index: int
+    path: str | None
+    cause: BaseException
+
+    def error(self) -> ImageReadError:
+        return ImageReadError(self.index, self.path, _describe_cause(self.cause))
+
+    def summary(self) -> str:
+        where = f"{self.index}" + (f" ({self.path})" if self.path else "")
+        return f"{where}: {_describe_cause(self.cause)}"
+
+
+def _describe_cause(cause: BaseException) -> str:
+    text = str(cause)
+    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+
+
+@dataclass
+class Batch:
+    """Rows ``start:stop`` of the input, decoded.
+
+    ``data`` holds one row per item; rows of failed items are zeros and are
+    listed in ``failures``.
+    """
+
+    start: int
+    stop: int
+    data: np.ndarray
+    failures: list[Failure] = field(default_factory=list)
+
+
+# -- sources ------------------------------------------------------------------
+
+
+class ItemSource:
+    """A sequence of heterogeneous items, read one by one with a reader."""
+
+    def __init__(self, items, reader: ImageReader):
+        self.items = items
+        self.reader = reader
+
+    def __len__(self):
+        return len(self.items)
+
+    def path(self, index):
+        return describe_item(self.items[index])
+
+    def batch_shape(self, n):
+        return (n, *self.reader.size, 3)
+
+    def read_into(self, index, out) -> Failure | None:
+        try:
+            out[...] = self.reader(self.items[index])
+        except Exception as exc:  # noqa: BLE001 - reported per item
+            out[...] = 0
+            return Failure(index, self.path(index), exc)
+        return None
+
+    def submit(self, pool, start, stop):
+        data = np.empty(self.batch_shape(stop - start), dtype=np.float32)
+        futures = [pool.submit(self.read_into, i, data[i - start]) for i in range(start, stop)]
+
+        def result():
+            failures = [f for f in (future.result() for future in futures) if f is not None]
+            return Batch(start, stop, data, failures)
+
+        return result
+
+
+class ArraySource(ItemSource):
+    """A stacked array of images ``(N, H, W[, C])``.
+
+    When the images are already at the target size and valid, a whole batch
+    is converted in one vectorised step; otherwise items are read one by one
+    so that a bad image is reported with its own index.
+    """
+
+    def submit(self, pool, start, stop):
+        future = pool.submit(self._read_batch, pool, start, stop)
+        return lambda: future.result()()
+
+    def _read_batch(self, pool, start, stop):
+        chunk = self.items[start:stop]
+        if chunk.shape[1:3] == tuple(self.reader.size):
+            try:
+                if chunk.dtype != np.uint8:
+                    check_value_range(chunk)
+                data = np.asarray(array_to_rgb_batch(chunk), dtype=np.float32)
+            except ValueError:
+                pass  # fall through to per-item reading, which names the item
+            else:
+                return lambda: Batch(start, stop, data)
+        data = np.empty(self.batch_shape(stop - start), dtype=np.float32)
+        failures = [self.read_into(i, data[i - start]) for i in range(start, stop)]
+        return lambda: Batch(start, stop, data, [f for f in failures if f is not None])
+
+
+def array_to_rgb_batch(images: np.ndarray) -> np.ndarray:
+    """Vectorised :func:`array_to_rgb` over a stack ``(N, H, W[, C])``."""
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.dtype in (np.uint16, np.bool_) or images.shape[-1] == 4:
+        return np.stack([array_to_rgb(image) for image in images])
+    if images.shape[-1] == 1:
+        return np.repeat(images, 3, axis=-1)
+    return images
+
+
+class TableSource:
+    """Rows of a 2-D numeric table, for backbones that take tabular input."""
+
+    def __init__(self, table: np.ndarray):
+        self.items = table
+
+    def __len__(self):
+        return len(self.items)
+
+    def path(self, index):
+        return None
+
+    def submit(self, pool, start, stop):
+        data = np.asarray(self.items[start:stop], dtype=np.float32)
+        return lambda: Batch(start, stop, data)
+
+
+def as_source(X, reader: ImageReader | None):
+    """Wrap any accepted input form in a source.
+
+    ``reader=None`` means the network takes 2-D tabular input.
+    """
+    if reader is None:
+        return TableSource(X)
+    if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2:  # pandas DataFrame
+        if X.shape[1] != 1:
+            raise ValueError(
+                "A DataFrame of images must have exactly one column (of paths, "
+                f"PIL images or arrays); got {X.shape[1]} columns. Pass the column, "
+                "e.g. X['path']."
+            )
+        X = X.iloc[:, 0]
+    if hasattr(X, "iloc"):  # pandas Series
+        X = X.to_numpy(dtype=object)
+    if isinstance(X, np.ndarray) and X.dtype != object:
+        if X.ndim in (3, 4):
+            if X.ndim == 4 and X.shape[-1] not in (1, 3, 4):
+                raise ValueError(
+                    f"A 4-D image array must be (N, H, W, C) with C in 1, 3 or 4 "
+                    f"channels; got shape {X.shape}."
+                )
+            return ArraySource(X, reader)
+        if X.ndim == 1 and X.dtype.kind in "US":
+            return ItemSource(X.tolist(), reader)
+        raise ValueError(
+            f"Expected images: an array of shape (N, H, W, 3), (N, H, W, 4), "
+            f"(N, H, W, 1) or (N, H, W), or a list of paths, PIL images or arrays; "
+            f"got an array of shape {X.shape}. (A 2-D table is only accepted by a "
+            "custom backbone that takes tabular input.)"
+        )
+    if isinstance(X, np.ndarray):
+        if X.ndim != 1:
+            raise ValueError(f"An object array of images must be 1-D; got shape {X.shape}.")
+        return ItemSource(X, reader)
+    if isinstance(X, (list, tuple)):
+        return ItemSource(X, reader)
+    if isinstance(X, (str, os.PathLike)):
+        raise TypeError(
+            f"Expected a collection of images, got a single path {os.fspath(X)!r}. "
+            "Wrap it in a list: [path]."
+        )
+    raise TypeError(
+        f"Unsupported input of type {type(X).__name__}: pass a 4-D array of images, "
+        "or a list, tuple, 1-D array or pandas Series of paths, PIL images or arrays."
+    )
+
+
+# -- streaming ----------------------------------------------------------------
+
+
+def default_n_threads(n_jobs=None) -> int:
+    """Decoding threads for ``n_jobs`` (``None``: up to 8, one per core)."""
+    if n_jobs is None:
+        return max(1, min(8, os.cpu_count() or 1))
+    if n_jobs < 0:
+        return max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+    return max(1, n_jobs)
+
+
+def stream_batches(source, batch_size: int, n_jobs=None):
+    """Yield the :class:`Batch` es of ``source`` in order.
+
+    The next batch is decoded on a thread pool while the caller works on the
+    current one; at most two batches exist at once.
+    """
+    n = len(source)
+    starts = range(0, n, batch_size)
+    if not starts:
+        return
+    with ThreadPoolExecutor(default_n_threads(n_jobs), thread_name_prefix="skptm-read") as pool:
+        try:
+            pending = source.submit(pool, 0, min(batch_size, n))
+            for start in starts:
+                batch = pending()
+                following = start + batch_size
+                if following < n:
+                    pending = source.submit(pool, following, min(following + batch_size, n))
+                yield batch
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)

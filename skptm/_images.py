@@ -1,0 +1,258 @@
+"""One item to one RGB array: decoding, orientation, colour modes, resizing.
+
+Everything here works on a single image and knows nothing about batches or
+networks. An item is a file path (``str`` or ``os.PathLike``), encoded bytes,
+a ``PIL.Image.Image`` or a NumPy array; :class:`ImageReader` turns any of
+them into an ``(height, width, 3)`` array of RGB values in 0-255, ready for
+a network whose preprocessing lives inside it.
+
+Conventions, documented once here and referred to by the estimators:
+
+* **Orientation**: the EXIF orientation tag is applied, so a photo taken
+  with the camera on its side comes out upright.
+* **Colour modes**: grayscale, palette, CMYK, YCbCr and LAB images are
+  converted to RGB by Pillow; 16-bit images (``I;16``, ``I``) are scaled
+  from 0-65535 to 0-255 rather than clipped.
+* **Alpha**: images with transparency (RGBA, LA, PA, palette or RGB with a
+  transparency key) and ``(H, W, 4)`` arrays are composited over a white
+  background, so transparent pixels become white whatever colour they
+  happened to store.
+* **Animations**: the first frame of an animated GIF, PNG or WebP is used.
+* **Large JPEGs** are decoded at reduced size (Pillow's draft mode, a DCT
+  scale of 1/2, 1/4 or 1/8) whenever the reduced image is still at least the
+  target size, which avoids decoding camera-sized photos in full.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+RESIZE_POLICIES = ("stretch", "center_crop", "pad")
+
+INTERPOLATIONS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
+
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # width and height swap
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+_WHITE = 255.0
+
+
+def describe_item(item) -> str | None:
+    """The path of an item, for error messages, or ``None`` if it has none."""
+    if isinstance(item, (str, os.PathLike)):
+        return os.fspath(item)
+    if isinstance(item, Image.Image):
+        return getattr(item, "filename", None) or None
+    return None
+
+
+@dataclass(frozen=True)
+class ImageReader:
+    """Turn one item into an RGB array of a fixed size.
+
+    Parameters
+    ----------
+    size : tuple of int
+        Target ``(height, width)``.
+    resize : {"stretch", "center_crop", "pad"}
+        ``"stretch"`` resizes to the target ignoring the aspect ratio (as
+        ``keras.utils.load_img`` does); ``"center_crop"`` resizes the shorter
+        side to the target and crops the centre; ``"pad"`` fits the whole
+        image inside the target and fills the borders with black
+        (letterboxing).
+    interpolation : str
+        Resampling filter, one of :data:`INTERPOLATIONS`.
+
+    Returns arrays of dtype ``uint8`` when the source is 8-bit and
+    ``float32`` otherwise (16-bit files, float arrays, alpha-composited
+    arrays), always with values in 0-255. Arrays already at the target size
+    are not resampled.
+    """
+
+    size: tuple[int, int]
+    resize: str = "stretch"
+    interpolation: str = "bilinear"
+
+    def __call__(self, item) -> np.ndarray:
+        if isinstance(item, np.ndarray):
+            return self.from_array(item)
+        return self._resize_rgb(self.decode(item))
+
+    def decode(self, item):
+        """Open, orient and convert an item to RGB, at its own size.
+
+        Returns a PIL ``RGB`` image, or a float32 array for sources with more
+        than 8 bits. JPEG files are decoded in draft mode, at the smallest
+        DCT scale that still covers this reader's target size. A caller's PIL
+        image is never modified (draft mode would change how it loads).
+        """
+        if isinstance(item, (str, os.PathLike)):
+            with Image.open(item) as image:
+                return self._oriented_rgb(image, opened_here=True)
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            with Image.open(io.BytesIO(item)) as image:
+                return self._oriented_rgb(image, opened_here=True)
+        if isinstance(item, Image.Image):
+            return self._oriented_rgb(item, opened_here=False)
+        raise TypeError(
+            f"unsupported item of type {type(item).__name__}: expected a file path "
+            "(str or pathlib.Path), encoded image bytes, a PIL image or a NumPy "
+            "array of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)"
+        )
+
+    def _oriented_rgb(self, image: Image.Image, *, opened_here: bool):
+        orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+        if opened_here and image.format == "JPEG":
+            self._draft(image, orientation)
+        return _pil_to_rgb(ImageOps.exif_transpose(image))
+
+    def _draft(self, image: Image.Image, orientation: int) -> None:
+        height, width = self.size
+        if orientation in _TRANSPOSING_ORIENTATIONS:
+            height, width = width, height
+        # draft() keeps both sides >= the requested size, which is enough for
+        # every resize policy; it only changes how the JPEG is decoded.
+        image.draft(image.mode, (width, height))
+
+    def _resize_rgb(self, rgb) -> np.ndarray:
+        if isinstance(rgb, np.ndarray):
+            return self._resize_float(rgb)
+        return np.asarray(self._resize_pil(rgb))
+
+    # -- arrays -------------------------------------------------------------
+
+    def from_array(self, array: np.ndarray) -> np.ndarray:
+        """Validate, convert to RGB and resize one image array (not modified)."""
+        rgb = array_to_rgb(array)
+        if rgb.shape[:2] == tuple(self.size):
+            return rgb
+        if rgb.dtype == np.uint8:
+            return self._resize_rgb(Image.fromarray(rgb, "RGB"))
+        return self._resize_rgb(rgb)
+
+    # -- resizing ----------------------------------------------------------
+
+    def _resize_pil(self, image: Image.Image) -> Image.Image:
+        height, width = self.size
+        if image.size == (width, height):
+            return image
+        resample = INTERPOLATIONS[self.interpolation]
+        if self.resize == "stretch":
+            return image.resize((width, height), resample)
+        if self.resize == "center_crop":
+            return image.resize((width, height), resample, box=_center_box(image.size, (width, height)))
+        scaled_w, scaled_h = _fit_inside(image.size, (width, height))
+        canvas = Image.new(image.mode, (width, height), 0)
+        canvas.paste(
+            image.resize((scaled_w, scaled_h), resample),
+            ((width - scaled_w) // 2, (height - scaled_h) // 2),
+        )
+        return canvas
+
+    def _resize_float(self, rgb: np.ndarray) -> np.ndarray:
+        if rgb.shape[:2] == tuple(self.size):
+            return rgb.astype(np.float32, copy=False)
+        channels = [
+            np.asarray(self._resize_pil(Image.fromarray(np.ascontiguousarray(rgb[..., c]), "F")))
+            for c in range(3)
+        ]
+        return np.stack(channels, axis=-1)
+
+
+def _center_box(source_size, target_size):
+    """The centred region of ``source_size`` with the target's aspect ratio."""
+    (w, h), (tw, th) = source_size, target_size
+    scale = max(tw / w, th / h)
+    crop_w, crop_h = tw / scale, th / scale
+    left, top = (w - crop_w) / 2, (h - crop_h) / 2
+    return (left, top, left + crop_w, top + crop_h)
+
+
+def _fit_inside(source_size, target_size):
+    (w, h), (tw, th) = source_size, target_size
+    scale = min(tw / w, th / h)
+    return max(1, min(tw, round(w * scale))), max(1, min(th, round(h * scale)))
+
+
+def _pil_to_rgb(image: Image.Image):
+    """A PIL image as RGB: a PIL ``RGB`` image, or a float32 array for 16-bit."""
+    if image.mode in _SIXTEEN_BIT_MODES or image.mode == "F":
+        values = np.asarray(image, dtype=np.float32)
+        if image.mode != "F":
+            values = values / 257.0  # 65535 -> 255
+        gray = np.clip(values, 0.0, 255.0)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    if image.mode == "RGB":
+        return image
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def array_to_rgb(array: np.ndarray) -> np.ndarray:
+    """One image array as ``(H, W, 3)`` RGB in 0-255, never modifying the input.
+
+    Accepts ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` and ``(H, W, 4)``;
+    dtypes ``uint8`` (returned as is when already RGB), ``uint16`` (scaled
+    from 0-65535), ``bool`` and any integer or float dtype with values in
+    0-255. Alpha is composited over white.
+    """
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"an image array must have shape (H, W), (H, W, 1), (H, W, 3) or "
+            f"(H, W, 4); got shape {array.shape}"
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"the image array is empty (shape {array.shape})")
+    values = _as_0_255(array)
+    channels = values.shape[-1]
+    if channels == 1:
+        return np.repeat(values, 3, axis=-1)
+    if channels == 4:
+        alpha = values[..., 3:].astype(np.float32) / 255.0
+        return values[..., :3] * alpha + _WHITE * (1.0 - alpha)
+    return values
+
+
+def _as_0_255(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 257.0
+    if array.dtype == np.bool_:
+        return array.astype(np.float32) * 255.0
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ValueError(f"an image array must be numeric; got dtype {array.dtype}")
+    values = array.astype(np.float32)
+    check_value_range(values)
+    return values
+
+
+def check_value_range(values: np.ndarray) -> None:
+    """Raise ``ValueError`` unless every value is finite and within 0-255."""
+    if not np.isfinite(values).all():
+        raise ValueError("the image array contains NaN or infinite values")
+    low, high = float(values.min()), float(values.max())
+    if low < 0.0 or high > 255.0:
+        raise ValueError(
+            f"image values must lie in [0, 255] (raw RGB, before any preprocessing); "
+            f"got values in [{low:g}, {high:g}]. skptm applies each network's own "
+            "preprocessing itself: pass the images unscaled"
+        )

@@ -1,0 +1,462 @@
+"""Build feature networks and cache them per process.
+
+A *feature network* maps raw RGB in 0-255 (or, for a tabular custom
+backbone, rows of a table) to one feature vector per input. It is a Keras
+model made of three parts: the preprocessing of the backbone's family, the
+backbone itself (a ``keras.applications`` network or the user's model), and
+the pooling of one or more of its layers.
+
+Two caches, both per process and keyed by everything that determines their
+contents:
+
+* base networks, by (backbone, weights identity, input shape): the costly
+  part, since it holds the weights;
+* feature networks, by (base key, preprocessing, pooling, layers): cheap
+  wrappers that share their base's weights.
+
+``GridSearchCV`` clones, repeated ``transform`` calls and unpickled
+estimators therefore never rebuild a network or reload weights. The least
+recently used base networks are dropped beyond :data:`MAX_CACHED_BACKBONES`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+import threading
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from ._backbones import BackboneSpec, get_backbone_spec
+
+MAX_CACHED_BACKBONES = 8
+
+#: The seed of ``weights=None``: random initialisation is the same in every
+#: process, so an unpickled or cloned estimator computes the same features.
+RANDOM_WEIGHTS_SEED = 0
+
+_PARTIAL_LOAD = re.compile(r"freshly-initialized|could not be loaded|Skipping|mismatch", re.I)
+
+_IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
+_IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+_IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+
+
+class WeightsUnavailableError(OSError):
+    """The ImageNet weights are neither in Keras's cache nor downloadable."""
+
+
+@keras.saving.register_keras_serializable(package="skptm")
+class ImagePreprocessing(keras.layers.Layer):
+    """Raw RGB in 0-255 to the input a ``keras.applications`` family expects.
+
+    The same arithmetic, in the same order, as the family's
+    ``preprocess_input``, but inside the graph, on a copy, for any batch.
+
+    Parameters
+    ----------
+    family : {"caffe", "tf", "torch"}
+        ``"caffe"``: RGB to BGR, subtract the ImageNet mean. ``"tf"``: scale
+        to [-1, 1]. ``"torch"``: scale to [0, 1], normalise with the ImageNet
+        mean and standard deviation.
+    """
+
+    def __init__(self, family, **kwargs):
+        super().__init__(**kwargs)
+        if family not in ("caffe", "tf", "torch"):
+            raise ValueError(f"Unknown preprocessing family. Received: family={family!r}")
+        self.family = family
+
+    def call(self, inputs):
+        x = keras.ops.cast(inputs, self.compute_dtype)
+        if self.family == "tf":
+            return x / 127.5 - 1.0
+        if self.family == "torch":
+            x = x / 255.0
+            return (x - np.asarray(_IMAGENET_MEAN_RGB, "float32")) / np.asarray(
+                _IMAGENET_STD_RGB, "float32"
+            )
+        return keras.ops.flip(x, axis=-1) - np.asarray(_IMAGENET_MEAN_BGR, "float32")
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "family": self.family}
+
+
+@dataclass(frozen=True)
+class FeatureNetwork:
+    """A built feature network and what callers need to know about it.
+
+    Attributes
+    ----------
+    model : keras.Model
+        Raw input to features, ``(batch, n_features)``.
+    base : keras.Model
+        The backbone inside ``model`` (shared, never to be trained in place).
+    takes_images : bool
+        ``True`` for image input ``(batch, height, width, 3)``; ``False`` for
+        rows of a table ``(batch, n_columns)``.
+    input_size : tuple of int or None
+        ``(height, width)`` of the image input.
+    n_input_features : int or None
+        The table width a tabular network requires, if fixed.
+    feature_names : tuple of str
+    """
+
+    model: object
+    base: object
+    takes_images: bool
+    input_size: tuple | None
+    n_input_features: int | None
+    feature_names: tuple
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Features of one batch, as a float32 array."""
+        return np.asarray(self.model.predict_on_batch(batch), dtype=np.float32)
+
+
+# -- the caches -----------------------------------------------------------------
+
+_lock = threading.RLock()
+_bases: OrderedDict = OrderedDict()  # base key -> (base model, {feature key: FeatureNetwork})
+_stats = {"hits": 0, "misses": 0, "base_builds": 0}
+
+
+def cache_info() -> dict:
+    """Counters of the network cache: ``hits``, ``misses``, ``base_builds``, sizes."""
+    with _lock:
+        return {
+            **_stats,
+            "backbones": len(_bases),
+            "networks": sum(len(networks) for _, networks in _bases.values()),
+        }
+
+
+def clear_network_cache() -> None:
+    """Drop every cached network of this process (they are rebuilt on demand)."""
+    with _lock:
+        _bases.clear()
+
+
+def get_feature_network(
+    backbone,
+    *,
+    weights="imagenet",
+    input_size=None,
+    pooling="avg",
+    layers=None,
+    preprocessing=None,
+) -> FeatureNetwork:
+    """The feature network for these parameters, from the cache or built.
+
+    Parameters are those of :class:`~skptm.PretrainedFeatureTransformer`;
+    ``layers`` is ``None`` or a tuple of layer names.
+    """
+    spec = get_backbone_spec(backbone) if isinstance(backbone, str) else None
+    base_key = _base_key(backbone, spec, weights, input_size)
+    family = _preprocessing_family(spec, preprocessing)
+    feature_key = (family, pooling, layers)
+    with _lock:
+        entry = _bases.get(base_key)
+        if entry is not None:
+            _bases.move_to_end(base_key)
+            network = entry[1].get(feature_key)
+            if network is not None:
+                _stats["hits"] += 1
+                return network
+        _stats["misses"] += 1
+        if entry is None:
+            base = _build_base(backbone, spec, weights, input_size)
+            _stats["base_builds"] += 1
+            entry = _bases[base_key] = (base, {})
+            while len(_bases) > MAX_CACHED_BACKBONES:
+                _bases.popitem(last=False)
+        network = _wrap(entry[0], spec, backbone, family, pooling, layers, input_size)
+        entry[1][feature_key] = network
+        return network
+
+
+def _preprocessing_family(spec, preprocessing):
+    if preprocessing is not None:
+        return preprocessing
+    return spec.preprocessing if spec is not None else "none"
+
+
+def _base_key(backbone, spec, weights, input_size):
+    if spec is not None:
+        backbone_id = ("keras.applications", spec.keras_name)
+        input_size = input_size or spec.input_size
+    elif isinstance(backbone, keras.Model):
+        backbone_id = ("model", id(backbone))
+    else:
+        try:
+            hash(backbone)
+            backbone_id = ("callable", backbone)
+        except TypeError:
+            backbone_id = ("callable", id(backbone))
+    if spec is None and weights == "imagenet":
+        weights = None  # both mean "the custom model's weights as they are"
+    return (backbone_id, _weights_identity(weights), _as_size(input_size))
+
+
+def _weights_identity(weights):
+    if weights is None or (isinstance(weights, str) and weights == "imagenet"):
+        return weights
+    path = os.path.abspath(os.fspath(weights))
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return ("file", path)  # the build will raise a clear error
+    return ("file", path, stat.st_mtime_ns, stat.st_size)
+
+
+def _as_size(input_size):
+    if input_size is None:
+        return None
+    if isinstance(input_size, int):
+        return (input_size, input_size)
+    return tuple(int(s) for s in input_size)
+
+
+# -- building -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def seeded_python_random(seed):
+    """Seed Python's ``random`` (Keras draws default initializer seeds from it)
+    for the duration of the block, then restore the caller's state."""
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
+def _build_base(backbone, spec, weights, input_size):
+    if spec is not None:
+        return _build_application(spec, weights, _as_size(input_size))
+    return _build_custom(backbone, weights)
+
+
+def _build_application(spec: BackboneSpec, weights, input_size):
+    height, width = input_size or (spec.input_size, spec.input_size)
+    input_shape = (height, width, 3)
+    constructor = spec.constructor()
+    if weights == "imagenet":
+        try:
+            return constructor(include_top=False, weights="imagenet", input_shape=input_shape)
+        except Exception as exc:
+            if "URL fetch failure" not in str(exc):
+                raise
+            raise WeightsUnavailableError(_offline_message(spec, exc)) from exc
+    path = _check_weights_path(weights)
+    with seeded_python_random(RANDOM_WEIGHTS_SEED):
+        model = constructor(include_top=False, weights=None, input_shape=input_shape)
+    if path is not None:
+        _load_weights(model, path, spec.name)
+    return model
+
+
+def _build_custom(backbone, weights):
+    path = _check_weights_path(None if weights == "imagenet" else weights)
+    if isinstance(backbone, keras.Model):
+        model = backbone
+        if path is not None:
+            model = keras.models.clone_model(backbone)
+    else:
+        with seeded_python_random(RANDOM_WEIGHTS_SEED):
+            model = backbone()
+        if not isinstance(model, keras.Model):
+            raise TypeError(
+                "A callable backbone must return a keras.Model; "
+                f"{getattr(backbone, '__name__', backbone)!r} returned "
+                f"{type(model).__name__}."
+            )
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(
+            "A custom backbone must have exactly one input and one output; "
+            f"{model.name!r} has {len(model.inputs)} inputs and {len(model.outputs)} outputs."
+        )
+    if path is not None:
+        _load_weights(model, path, model.name)
+    return model
+
+
+def _check_weights_path(weights):
+    if weights is None:
+        return None
+    path = os.fspath(weights)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"The weights file {path!r} does not exist. Pass weights='imagenet' for "
+            "Keras's ImageNet weights, weights=None for a random initialisation, or "
+            "the path of an existing weights file (.weights.h5, .h5 or .keras)."
+        )
+    return path
+
+
+def _load_weights(model, path, name):
+    # Keras only warns when parts of a file match no layer and keeps those
+    # layers' random weights; for a feature extractor that is a wrong model.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+            problem = next(
+                (str(w.message) for w in caught if _PARTIAL_LOAD.search(str(w.message))), None
+            )
+        except Exception as exc:  # noqa: BLE001 - re-raised with the path
+            problem, cause = str(exc), exc
+        else:
+            cause = None
+    if problem is None:
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return
+    if len(problem) > 600:
+        problem = problem[:600] + " [...]"
+    raise ValueError(
+        f"The weights file {path!r} does not fit backbone {name!r} "
+        f"(input shape {tuple(model.input_shape[1:])}, include_top=False): {problem} "
+        "Save the weights of the same architecture without its classification "
+        "top, e.g. keras.applications.X(include_top=False, weights=None)"
+        ".save_weights('x.weights.h5')."
+    ) from cause
+
+
+def _offline_message(spec, exc):
+    match = re.search(r"URL fetch failure on (\S+?):", str(exc))
+    filename = os.path.basename(match.group(1)) if match else "the ImageNet weights file"
+    cache = os.path.join(_keras_home(), "models")
+    return (
+        f"Could not get the ImageNet weights of {spec.name!r}: Keras looked for "
+        f"{filename!r} in its cache {cache!r} (set by the KERAS_HOME environment "
+        "variable, default ~/.keras) and could not download it, so this machine "
+        "seems to be offline. Two ways out: (1) run once on a machine with internet "
+        f"access, or copy {filename!r} into {cache!r}, so that the cache is filled; "
+        "or (2) pass weights='<path to a weights file>' for this architecture "
+        f"(include_top=False). Cause: {exc}"
+    )
+
+
+def _keras_home():
+    """Where Keras keeps its cache: fixed when Keras was imported."""
+    try:
+        from keras.src.backend.config import keras_home
+
+        return keras_home()
+    except ImportError:  # a Keras without the private accessor
+        pass
+    home = os.environ.get("KERAS_HOME")
+    if home:
+        return home
+    base = os.path.expanduser("~")
+    if not os.access(base, os.W_OK):
+        base = "/tmp"
+    return os.path.join(base, ".keras")
+
+
+# -- wrapping -------------------------------------------------------------------------
+
+
+def _wrap(base, spec, backbone, family, pooling, layers, input_size):
+    base_shape = tuple(base.inputs[0].shape[1:])
+    prefix = spec.name if spec is not None else _custom_name(backbone, base)
+    if len(base_shape) == 1:
+        return _wrap_tabular(base, prefix, base_shape[0])
+    if len(base_shape) != 3 or base_shape[-1] != 3:
+        raise ValueError(
+            "A custom backbone must take images (batch, height, width, 3) or rows of "
+            f"a table (batch, n_features); {base.name!r} takes {base_shape}."
+        )
+    size = _image_size(base, base_shape, _as_size(input_size))
+    inputs = keras.Input(shape=(*size, 3), name="rgb_0_255")
+    x = inputs if family == "none" else ImagePreprocessing(family, name="preprocessing")(inputs)
+    if layers:
+        extractor = keras.Model(
+            base.inputs, [_get_layer(base, name).output for name in layers], name="layers"
+        )
+        outputs = extractor(x)
+        parts = [(f"{prefix}_{name}", out) for name, out in zip(layers, outputs)]
+    else:
+        parts = [(prefix, base(x))]
+    pooled, names = [], []
+    for part_prefix, tensor in parts:
+        tensor, label = _pool(tensor, pooling)
+        pooled.append(tensor)
+        names.extend(f"{part_prefix}_{label}_{i}" for i in range(tensor.shape[-1]))
+    output = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="features")(pooled)
+    model = keras.Model(inputs, output, name=f"skptm_{prefix}")
+    return FeatureNetwork(model, base, True, size, None, tuple(names))
+
+
+def _wrap_tabular(base, prefix, n_columns):
+    if len(base.outputs[0].shape) != 2:
+        raise ValueError(
+            f"A tabular backbone must output (batch, n_features); {base.name!r} "
+            f"outputs {tuple(base.outputs[0].shape)}."
+        )
+    names = tuple(f"{prefix}_{i}" for i in range(base.outputs[0].shape[-1]))
+    return FeatureNetwork(base, base, False, None, n_columns, names)
+
+
+def _custom_name(backbone, base):
+    if isinstance(backbone, keras.Model):
+        return backbone.name
+    return getattr(backbone, "__name__", None) or base.name
+
+
+def _image_size(base, base_shape, input_size):
+    fixed = base_shape[:2]
+    if None in fixed:
+        if input_size is None:
+            raise ValueError(
+                f"Backbone {base.name!r} accepts any image size; pass input_size=(height, "
+                "width) (or an int for a square) to choose one."
+            )
+        return input_size
+    if input_size is not None and tuple(input_size) != tuple(fixed):
+        raise ValueError(
+            f"Backbone {base.name!r} takes images of size {tuple(fixed)}; got "
+            f"input_size={input_size}. Leave input_size=None to use its own size."
+        )
+    return tuple(fixed)
+
+
+def _get_layer(base, name):
+    names = [layer.name for layer in base.layers]
+    if name not in names:
+        import difflib
+
+        close = difflib.get_close_matches(name, names, n=5, cutoff=0.4)
+        hint = f" Closest: {', '.join(map(repr, close))}." if close else ""
+        raise ValueError(
+            f"Backbone {base.name!r} has no layer named {name!r}.{hint} "
+            f"See [layer.name for layer in model.layers]. Received: layer={name!r}"
+        )
+    return base.get_layer(name)
+
+
+def _pool(tensor, pooling):
+    if len(tensor.shape) == 2:
+        return tensor, "out"
+    if len(tensor.shape) != 4:
+        return keras.layers.Flatten()(tensor), "flat"
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D()(tensor), "avg"
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D()(tensor), "max"
+    return keras.layers.Flatten()(tensor), "flat"

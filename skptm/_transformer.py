@@ -1,0 +1,287 @@
+"""PretrainedFeatureTransformer: images in, feature vectors out."""
+
+from __future__ import annotations
+
+import os
+from numbers import Integral
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import validate_data
+
+from ._images import INTERPOLATIONS, RESIZE_POLICIES
+
+
+class PretrainedFeatureTransformer(TransformerMixin, BaseEstimator):
+    """Turn images into feature vectors with a pretrained network.
+
+    ``fit`` learns nothing: ``transform`` runs the images through a network
+    of ``keras.applications`` (or your own Keras model) with its weights left
+    as they are, and returns one feature vector per image. The features feed
+    a classifier, ``KMeans``, t-SNE/UMAP or a nearest-neighbour index.
+
+    Images go in as they are: skptm decodes, orients, converts and resizes
+    them, and each network applies its own preprocessing inside its graph,
+    so never call ``preprocess_input`` yourself.
+
+    Parameters
+    ----------
+    backbone : str, keras.Model or callable, default="resnet50"
+        The network. A name from :func:`skptm.list_backbones`
+        (case-insensitive; ``"resnet50"``, ``"ResNet50"`` and
+        ``"mobilenet_v3_small"`` all work), a ``keras.Model`` taking images
+        ``(batch, height, width, 3)``, or a callable with no arguments that
+        returns one (picklable when it is a module-level function). A custom
+        model taking rows of a table ``(batch, n_columns)`` makes the
+        transformer accept 2-D arrays instead of images.
+
+    weights : "imagenet", None or path, default="imagenet"
+        ``"imagenet"``: Keras's ImageNet weights, downloaded once into
+        Keras's cache (``~/.keras/models``, or ``$KERAS_HOME/models``).
+        ``None``: random initialisation, the same in every process. A path:
+        a weights file of the same architecture without its classification
+        top (``.weights.h5``, ``.h5`` or ``.keras``). For a custom backbone,
+        ``"imagenet"`` and ``None`` both mean its weights as they are.
+
+    pooling : {"avg", "max"} or None, default="avg"
+        How a feature map becomes a vector: global average or max pooling,
+        or ``None`` for the flattened map (large: height x width x channels).
+
+    layer : str, list of str or None, default=None
+        Extract from this inner layer of the backbone instead of its top;
+        with a list, the pooled features of every named layer are
+        concatenated in order. Earlier layers give more generic features.
+
+    input_size : int, (int, int) or None, default=None
+        Size ``(height, width)`` the images are resized to; an int is a
+        square. ``None`` uses the backbone's native size (e.g. 224).
+
+    resize : {"stretch", "center_crop", "pad"}, default="stretch"
+        ``"stretch"`` ignores the aspect ratio, as ``keras.utils.load_img``
+        does; ``"center_crop"`` resizes the shorter side and crops the
+        centre; ``"pad"`` fits the whole image and fills the borders with
+        black. Images already at ``input_size`` are not resampled.
+
+    interpolation : {"bilinear", "nearest", "bicubic", "lanczos", "box", \
+"hamming"}, default="bilinear"
+        Resampling filter for resizing.
+
+    preprocessing : {"caffe", "tf", "torch", "none"} or None, default=None
+        Override the backbone's preprocessing family. ``None`` uses the
+        registry's for named backbones and ``"none"`` for custom ones.
+
+    batch_size : int, default=32
+        Images decoded and passed through the network at once. Memory grows
+        with ``batch_size``, never with the number of images.
+
+    n_jobs : int or None, default=None
+        Threads decoding images while the network runs; ``None`` means one
+        per core, up to 8; ``-1`` all cores.
+
+    on_error : {"raise", "nan"}, default="raise"
+        What an unreadable image does. ``"raise"`` raises
+        :class:`~skptm.ImageReadError` naming its index and path; ``"nan"``
+        gives it a row of NaN and emits one :class:`~skptm.ImageReadWarning`
+        listing every failed item. The output always has one row per item.
+
+    verbose : int, default=0
+        ``1`` shows a progress bar with images per second.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Only for a tabular custom backbone: columns seen in ``fit``.
+
+    feature_names_in_ : ndarray of str
+        Only for a tabular custom backbone fitted on a DataFrame.
+
+    See Also
+    --------
+    skptm.list_backbones : Available networks and their feature sizes.
+
+    Notes
+    -----
+    Accepted inputs ``X``: an array ``(N, H, W, 3)`` of uint8 or floats in
+    0-255, grayscale ``(N, H, W)`` or ``(N, H, W, 1)``, ``(N, H, W, 4)``
+    with alpha (composited over white); or a list, tuple, 1-D object array
+    or pandas Series of file paths, encoded bytes, PIL images or arrays of
+    differing sizes. Files are read with Pillow: EXIF orientation applied,
+    every colour mode converted to RGB (16-bit scaled, alpha composited over
+    white), first frame of animations, large JPEGs decoded at reduced size.
+
+    Networks are built on first use and cached per process: clones (as in
+    ``GridSearchCV``), repeated calls and unpickled copies reuse them. A
+    pickle holds the parameters only.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skptm import PretrainedFeatureTransformer
+    >>> images = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    >>> extractor = PretrainedFeatureTransformer("mobilenet_v2", weights=None, input_size=64)
+    >>> extractor.fit_transform(images).shape
+    (4, 1280)
+    >>> extractor.get_feature_names_out()[:2]
+    array(['mobilenet_v2_avg_0', 'mobilenet_v2_avg_1'], dtype=object)
+    """
+
+    _parameter_constraints: dict = {
+        "backbone": [str, callable],
+        "weights": [StrOptions({"imagenet"}), str, os.PathLike, None],
+        "pooling": [StrOptions({"avg", "max"}), None],
+        "layer": [str, list, tuple, None],
+        "input_size": [Interval(Integral, 1, None, closed="left"), tuple, list, None],
+        "resize": [StrOptions(set(RESIZE_POLICIES))],
+        "interpolation": [StrOptions(set(INTERPOLATIONS))],
+        "preprocessing": [StrOptions({"caffe", "tf", "torch", "none"}), None],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
+        "on_error": [StrOptions({"raise", "nan"})],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        backbone="resnet50",
+        weights="imagenet",
+        pooling="avg",
+        layer=None,
+        input_size=None,
+        resize="stretch",
+        interpolation="bilinear",
+        preprocessing=None,
+        batch_size=32,
+        n_jobs=None,
+        on_error="raise",
+        verbose=0,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.pooling = pooling
+        self.layer = layer
+        self.input_size = input_size
+        self.resize = resize
+        self.interpolation = interpolation
+        self.preprocessing = preprocessing
+        self.batch_size = batch_size
+        self.n_jobs = n_jobs
+        self.on_error = on_error
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Check the parameters and build (or fetch) the network; learn nothing.
+
+        Parameters
+        ----------
+        X : images or, for a tabular custom backbone, array of shape \
+(n_samples, n_columns)
+            Only checked for a tabular backbone; see the class's Notes for
+            the accepted image forms.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : PretrainedFeatureTransformer
+        """
+        network = self._network()
+        if not network.takes_images:
+            validate_data(self, X, dtype=np.float32, reset=True)
+        return self
+
+    def transform(self, X):
+        """Compute the features of every item of ``X``.
+
+        ``fit`` is not required: the result is the same with or without it.
+
+        Parameters
+        ----------
+        X : images or, for a tabular custom backbone, array of shape \
+(n_samples, n_columns)
+            See the class's Notes for the accepted forms.
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features), float32
+            One row per item, in order (rows of unreadable items are NaN
+            with ``on_error="nan"``).
+        """
+        from ._features import extract_features, make_source
+
+        self._validate_params()
+        network = self._network()
+        if not network.takes_images:
+            X = self._check_table(X, network)
+        source = make_source(network, X, resize=self.resize, interpolation=self.interpolation)
+        return extract_features(
+            network,
+            source,
+            batch_size=self.batch_size,
+            n_jobs=self.n_jobs,
+            on_error=self.on_error,
+            verbose=self.verbose,
+        )
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output features, e.g. ``resnet50_avg_0``.
+
+        Parameters
+        ----------
+        input_features : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+            ``{backbone}_{pooling}_{i}``, or ``{backbone}_{layer}_{pooling}_{i}``
+            when ``layer`` is given (``flat`` for ``pooling=None``).
+        """
+        self._validate_params()
+        return np.asarray(self._network().feature_names, dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        takes_table = self._takes_table()
+        tags.input_tags.two_d_array = takes_table
+        tags.input_tags.three_d_array = not takes_table
+        tags.transformer_tags.preserves_dtype = ["float32"] if takes_table else []
+        return tags
+
+    # -- helpers ------------------------------------------------------------
+
+    def _network(self):
+        from ._networks import get_feature_network
+
+        layers = (self.layer,) if isinstance(self.layer, str) else self.layer
+        return get_feature_network(
+            self.backbone,
+            weights=self.weights,
+            input_size=self.input_size,
+            pooling=self.pooling,
+            layers=tuple(layers) if layers is not None else None,
+            preprocessing=self.preprocessing,
+        )
+
+    def _takes_table(self):
+        if isinstance(self.backbone, str):
+            return False
+        try:
+            return not self._network().takes_images
+        except Exception:  # noqa: BLE001 - a bad backbone is reported by fit
+            return False
+
+    def _check_table(self, X, network):
+        if hasattr(self, "n_features_in_"):
+            return validate_data(self, X, dtype=np.float32, reset=False)
+        from sklearn.utils.validation import check_array
+
+        X = check_array(X, dtype=np.float32)
+        expected = network.n_input_features
+        if expected is not None and X.shape[1] != expected:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the backbone takes {expected} columns."
+            )
+        return X

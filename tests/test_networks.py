@@ -1,0 +1,232 @@
+"""Network building: preprocessing equivalence, weights, caching, custom models."""
+
+import os
+import random
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import skptm
+from skptm import PretrainedFeatureTransformer
+from skptm._backbones import get_backbone_spec
+from skptm._networks import cache_info, get_feature_network
+
+from .conftest import LIGHT, SIZE
+
+# One light network per preprocessing family, with its keras.applications module.
+FAMILIES = {
+    "caffe": ("vgg16", keras.applications.vgg16),
+    "tf": ("mobilenet_v2", keras.applications.mobilenet_v2),
+    "torch": ("densenet121", keras.applications.densenet),
+    "none": ("efficientnet_b0", keras.applications.efficientnet),
+}
+
+
+def save_random_weights(name, path, seed):
+    """Weights of a randomly initialised network, as a user would save them."""
+    constructor = get_backbone_spec(name).constructor()
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        model = constructor(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
+    finally:
+        random.setstate(state)
+    model.save_weights(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def png_paths(tmp_path_factory):
+    """PNG files at another size than the network's, with varied content."""
+    root = tmp_path_factory.mktemp("png")
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(6):
+        image = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
+        image[:, : 10 * (i + 1)] //= 3  # different structure per image
+        path = root / f"{i}.png"
+        Image.fromarray(image).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_features_equal_plain_keras_with_preprocess_input(family, png_paths, tmp_path):
+    name, module = FAMILIES[family]
+    assert get_backbone_spec(name).preprocessing == family
+    weights = save_random_weights(name, tmp_path / f"{name}.weights.h5", seed=7)
+
+    # What a careful user computes by hand with plain Keras.
+    plain = get_backbone_spec(name).constructor()(
+        include_top=False, weights=None, input_shape=(SIZE, SIZE, 3), pooling="avg"
+    )
+    plain.load_weights(weights)
+    pixels = np.stack(
+        [
+            keras.utils.img_to_array(
+                keras.utils.load_img(p, target_size=(SIZE, SIZE), interpolation="bilinear")
+            )
+            for p in png_paths
+        ]
+    )
+    expected = plain.predict(module.preprocess_input(pixels.copy()), verbose=0)
+
+    extractor = PretrainedFeatureTransformer(name, weights=weights, input_size=SIZE, batch_size=4)
+    features = extractor.transform(png_paths)
+
+    assert features.shape == expected.shape == (6, get_backbone_spec(name).feature_size)
+    assert expected.std() > 0
+    relative = np.linalg.norm(features - expected) / np.linalg.norm(expected)
+    assert relative <= 1e-4, relative
+    if family != "none":  # the comparison is sensitive to the preprocessing
+        wrong = PretrainedFeatureTransformer(
+            name, weights=weights, input_size=SIZE, preprocessing="none"
+        ).transform(png_paths)
+        assert np.linalg.norm(wrong - expected) / np.linalg.norm(expected) > 1e-2
+
+
+def test_random_weights_are_the_same_in_every_process():
+    script = textwrap.dedent(
+        f"""
+        import numpy as np
+        from skptm import PretrainedFeatureTransformer
+        X = np.full((1, {SIZE}, {SIZE}, 3), 128, np.uint8)
+        print(repr(PretrainedFeatureTransformer("{LIGHT}", weights=None, input_size={SIZE}).transform(X)[0, :5].tolist()))
+        """
+    )
+    here = PretrainedFeatureTransformer(LIGHT, weights=None, input_size=SIZE).transform(
+        np.full((1, SIZE, SIZE, 3), 128, np.uint8)
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    np.testing.assert_allclose(eval(out.stdout.strip().splitlines()[-1]), here[0, :5], rtol=1e-5)
+
+
+def test_building_leaves_python_random_state_alone():
+    random.seed(123)
+    expected = random.random()
+    random.seed(123)
+    get_feature_network("mobilenet", weights=None, input_size=40)
+    assert random.random() == expected
+
+
+def test_weights_file_that_does_not_exist(tmp_path):
+    missing = tmp_path / "nope.weights.h5"
+    with pytest.raises(FileNotFoundError, match="nope.weights.h5"):
+        PretrainedFeatureTransformer(LIGHT, weights=missing, input_size=SIZE).fit(None)
+
+
+def test_weights_file_of_another_architecture(tmp_path):
+    path = save_random_weights("mobilenet", tmp_path / "mobilenet.weights.h5", seed=1)
+    with pytest.raises(ValueError, match=r"mobilenet\.weights\.h5.*does not fit backbone 'vgg16'"):
+        PretrainedFeatureTransformer("vgg16", weights=path, input_size=SIZE).fit(None)
+
+
+def test_imagenet_offline_error_is_actionable(tmp_path):
+    """A fresh process with an empty KERAS_HOME and no way out to the network
+    (a proxy on a closed loopback port): the real Keras download path fails."""
+    script = textwrap.dedent(
+        """
+        from skptm import PretrainedFeatureTransformer, WeightsUnavailableError
+        try:
+            PretrainedFeatureTransformer("mobilenet_v2", input_size=96).fit(None)
+        except WeightsUnavailableError as exc:
+            print("MESSAGE:", exc)
+        """
+    )
+    env = {
+        **os.environ,
+        "KERAS_HOME": str(tmp_path / "keras_home"),
+        "https_proxy": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "http_proxy": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    message = out.stdout.split("MESSAGE:", 1)[-1]
+    assert "MESSAGE:" in out.stdout, out.stdout + out.stderr
+    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5" in message
+    assert os.path.join(str(tmp_path / "keras_home"), "models") in message
+    assert "KERAS_HOME" in message and "weights='<path" in message
+
+
+def test_second_construction_reuses_the_network():
+    from sklearn.base import clone
+
+    X = np.zeros((2, SIZE, SIZE, 3), np.uint8)
+    first = PretrainedFeatureTransformer(LIGHT, weights=None, input_size=SIZE, pooling="max")
+    first.transform(X)
+    before = cache_info()
+    network = first._network()
+    clone(first).fit(X).transform(X)
+    PretrainedFeatureTransformer(LIGHT, weights=None, input_size=SIZE, pooling="max").transform(X)
+    after = cache_info()
+    assert after["base_builds"] == before["base_builds"]
+    assert after["misses"] == before["misses"]
+    assert clone(first)._network() is network
+    # Another pooling is a cheap wrapper around the same base network.
+    avg = PretrainedFeatureTransformer(LIGHT, weights=None, input_size=SIZE, pooling="avg")
+    assert avg._network().base is network.base
+    assert cache_info()["base_builds"] == before["base_builds"]
+
+
+def test_rewritten_weights_file_is_reloaded(tmp_path):
+    path = tmp_path / "w.weights.h5"
+    X = np.random.default_rng(0).integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8)
+    save_random_weights(LIGHT, path, seed=1)
+    a = PretrainedFeatureTransformer(LIGHT, weights=path, input_size=SIZE).transform(X)
+    os.remove(path)
+    save_random_weights(LIGHT, path, seed=2)
+    os.utime(path, ns=(1, 1))  # a different identity even on a coarse clock
+    b = PretrainedFeatureTransformer(LIGHT, weights=path, input_size=SIZE).transform(X)
+    assert np.linalg.norm(a - b) > 0.1 * np.linalg.norm(a)
+
+
+def tiny_image_model():
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    return keras.Model(inputs, x, name="tiny")
+
+
+def test_custom_model_and_callable_backbones():
+    X = np.random.default_rng(0).integers(0, 256, (3, 20, 20, 3), dtype=np.uint8)
+    model = tiny_image_model()
+    by_model = PretrainedFeatureTransformer(model, input_size=16, preprocessing="tf")
+    features = by_model.fit_transform(X)
+    assert features.shape == (3, 4)
+    assert list(by_model.get_feature_names_out()) == [f"tiny_avg_{i}" for i in range(4)]
+    resized = np.stack([np.asarray(Image.fromarray(x).resize((16, 16), Image.Resampling.BILINEAR)) for x in X])
+    expected = model.predict(resized.astype("float32") / 127.5 - 1, verbose=0).mean(axis=(1, 2))
+    np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-6)
+
+    by_callable = PretrainedFeatureTransformer(tiny_image_model, input_size=16)
+    assert by_callable.fit_transform(X).shape == (3, 4)
+    assert by_callable.get_feature_names_out()[0] == "tiny_image_model_avg_0"
+
+
+def test_custom_backbone_needs_an_input_size():
+    with pytest.raises(ValueError, match="input_size"):
+        PretrainedFeatureTransformer(tiny_image_model).fit(None)
+
+
+def test_callable_must_return_a_model():
+    with pytest.raises(TypeError, match="must return a keras.Model"):
+        PretrainedFeatureTransformer(lambda: "no", input_size=16).fit(None)
+
+
+def test_unknown_layer_lists_close_names():
+    with pytest.raises(ValueError, match="no layer named 'block_3_expnd'.*'block_3_expand'"):
+        PretrainedFeatureTransformer(
+            LIGHT, weights=None, input_size=SIZE, layer="block_3_expnd"
+        ).fit(None)
+
+
+def test_public_cache_helpers():
+    assert callable(skptm.clear_network_cache)
+    assert set(skptm.network_cache_info()) >= {"hits", "misses", "base_builds"}
