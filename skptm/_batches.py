@@ -15,6 +15,7 @@ decides whether to raise or to fill that row with NaN.
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -198,6 +199,7 @@ def as_source(X, reader: ImageReader | None):
                     f"A 4-D image array must be (N, H, W, C) with C in 1, 3 or 4 "
                     f"channels; got shape {X.shape}."
                 )
+            _warn_if_unit_range(X)
             return ArraySource(X, reader)
         if X.ndim == 1 and X.dtype.kind in "US":
             return ItemSource(X.tolist(), reader)
@@ -222,6 +224,17 @@ def as_source(X, reader: ImageReader | None):
         f"Unsupported input of type {type(X).__name__}: pass a 4-D array of images, "
         "or a list, tuple, 1-D array or pandas Series of paths, PIL images or arrays."
     )
+
+
+def _warn_if_unit_range(images):
+    if images.dtype.kind == "f" and images.size and 0.0 < np.nanmax(images) <= 1.0:
+        warnings.warn(
+            "All image values lie in [0, 1], but skptm expects raw RGB in 0-255 "
+            "(each network applies its own preprocessing). Multiply by 255 unless "
+            "the images really are this dark.",
+            UserWarning,
+            stacklevel=5,
+        )
 
 
 # -- streaming ----------------------------------------------------------------
