@@ -6,7 +6,9 @@ the process; networks are built on first use.
 
 from ._backbones import list_backbones
 from ._batches import ImageReadError
+from ._classifier import FineTunedClassifier
 from ._features import ImageReadWarning
+from ._regressor import FineTunedRegressor
 from ._transformer import PretrainedFeatureTransformer
 
 __version__ = "0.1.0"
@@ -27,6 +29,8 @@ def __getattr__(name):
 
 
 __all__ = [
+    "FineTunedClassifier",
+    "FineTunedRegressor",
     "ImageReadError",
     "ImageReadWarning",
     "PretrainedFeatureTransformer",

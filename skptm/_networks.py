@@ -22,6 +22,7 @@ recently used base networks are dropped beyond :data:`MAX_CACHED_BACKBONES`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import re
@@ -109,6 +110,8 @@ class FeatureNetwork:
     n_input_features : int or None
         The table width a tabular network requires, if fixed.
     feature_names : tuple of str
+    preprocessing : str
+        The preprocessing family inside ``model``.
     """
 
     model: object
@@ -117,6 +120,7 @@ class FeatureNetwork:
     input_size: tuple | None
     n_input_features: int | None
     feature_names: tuple
+    preprocessing: str = "none"
 
     @property
     def n_features(self) -> int:
@@ -124,7 +128,31 @@ class FeatureNetwork:
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Features of one batch, as a float32 array."""
-        return np.asarray(self.model.predict_on_batch(batch), dtype=np.float32)
+        with quiet_retracing_warnings():
+            return np.asarray(self.model.predict_on_batch(batch), dtype=np.float32)
+
+
+class _RetracingFilter(logging.Filter):
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_retracing_warnings():
+    """Drop TensorFlow's "tf.function retracing" warning inside the block.
+
+    Every network skptm builds gets its own predict and train functions, and
+    TensorFlow warns once a few of them have been traced, which is expected
+    here and says nothing to the user. Only that message is filtered, only
+    while skptm runs; the filter is removed afterwards.
+    """
+    logger = logging.getLogger("tensorflow")
+    log_filter = _RetracingFilter()
+    logger.addFilter(log_filter)
+    try:
+        yield
+    finally:
+        logger.removeFilter(log_filter)
 
 
 # -- the caches -----------------------------------------------------------------
@@ -400,7 +428,7 @@ def _wrap(base, spec, backbone, family, pooling, layers, input_size):
         names.extend(f"{part_prefix}_{label}_{i}" for i in range(tensor.shape[-1]))
     output = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="features")(pooled)
     model = keras.Model(inputs, output, name=f"skptm_{prefix}")
-    return FeatureNetwork(model, base, True, size, None, tuple(names))
+    return FeatureNetwork(model, base, True, size, None, tuple(names), family)
 
 
 def _wrap_tabular(base, prefix, n_columns):

@@ -9,24 +9,61 @@ the same estimator, cache and batch code as images do.
 import keras
 from sklearn.utils.estimator_checks import estimator_checks_generator, parametrize_with_checks
 
-from skptm import PretrainedFeatureTransformer
+from skptm import FineTunedClassifier, FineTunedRegressor, PretrainedFeatureTransformer
+
+
+@keras.saving.register_keras_serializable(package="skptm_tests")
+class ColumnProjection(keras.layers.Layer):
+    """A fixed projection of a table of any width onto 16 dimensions.
+
+    Column j is weighted by sin and cos of j at 8 frequencies, so columns
+    stay distinguishable whatever their number (1 in some checks, 10 in
+    others) and the output width does not depend on it.
+    """
+
+    frequencies = 8
+
+    def call(self, inputs):
+        width = keras.ops.shape(inputs)[-1]
+        position = keras.ops.cast(keras.ops.arange(width), inputs.dtype)[:, None] + 1.0
+        scale = keras.ops.arange(1, self.frequencies + 1, dtype=inputs.dtype)[None, :] * 0.7
+        basis = keras.ops.concatenate([keras.ops.sin(position * scale), keras.ops.cos(position * scale)], -1)
+        return keras.ops.matmul(inputs, basis)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 2 * self.frequencies)
 
 
 def tabular_backbone():
-    """A tiny network on tables of any width: each column through a shared
-    Dense layer, then averaged, so the output width is fixed (8)."""
+    """A small network on tables of any width, with a fixed output width."""
     inputs = keras.Input((None,))
-    x = keras.layers.Reshape((-1, 1))(inputs)
-    x = keras.layers.Dense(8, activation="tanh")(x)
-    outputs = keras.layers.GlobalAveragePooling1D()(x)
+    x = ColumnProjection()(inputs)
+    outputs = keras.layers.Dense(32, activation="tanh", name="dense")(x)
     return keras.Model(inputs, outputs, name="tabular")
 
 
-ESTIMATORS = [PretrainedFeatureTransformer(backbone=tabular_backbone, batch_size=16)]
+#: Small training budgets keep the ~100 fits of the checks fast.
+FINE_TUNING = dict(
+    backbone=tabular_backbone, head_epochs=20, learning_rate=0.05, unfreeze=1,
+    finetune_epochs=1, finetune_learning_rate=1e-3, batch_size=32, random_state=0,
+)
+
+ESTIMATORS = [
+    PretrainedFeatureTransformer(backbone=tabular_backbone, batch_size=16),
+    FineTunedClassifier(**FINE_TUNING),
+    FineTunedRegressor(**FINE_TUNING),
+]
 
 #: Every check expected to fail, with the reason. Keep this the only place.
+_MINIBATCH_SGD = (
+    "trained by mini-batch stochastic gradient descent: a weight of 2 scales a "
+    "sample's gradient, repeating it changes the batches and the number of steps, "
+    "so the two fits agree only approximately (as for sklearn's MLP and SGD models)"
+)
 EXPECTED_FAILED_CHECKS = {
     "PretrainedFeatureTransformer": {},
+    "FineTunedClassifier": {"check_sample_weight_equivalence_on_dense_data": _MINIBATCH_SGD},
+    "FineTunedRegressor": {"check_sample_weight_equivalence_on_dense_data": _MINIBATCH_SGD},
 }
 
 def _expected_failed_checks(estimator):

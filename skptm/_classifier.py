@@ -1,0 +1,174 @@
+"""FineTunedClassifier: a pretrained network adapted to your classes."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import ClassifierMixin
+from sklearn.utils._param_validation import StrOptions
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import column_or_1d
+
+from ._finetuned_base import PARAMETERS_DOC, BaseFineTuned
+
+
+class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
+    __doc__ = f"""Fine-tune a pretrained image network as a classifier.
+
+    ``fit`` runs the Keras transfer-learning recipe: phase 1 trains a new
+    head (pooling, optional hidden layers, dropout, softmax) on the frozen
+    backbone, on features computed once when there is no augmentation;
+    phase 2 recompiles, unfreezes the top ``unfreeze`` layers and trains
+    them with the head at ``finetune_learning_rate``. BatchNormalization
+    layers stay frozen, in inference mode, throughout.
+
+    The output layer is a softmax over ``classes_`` for every number of
+    classes, two included, trained with (weighted) cross-entropy.
+
+    Parameters
+    ----------
+    {PARAMETERS_DOC}
+    class_weight : "balanced", dict or None, default=None
+        Weights of the classes in the loss, multiplied with
+        ``sample_weight``; ``"balanced"`` weighs classes inversely to their
+        frequency.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The sorted class labels.
+    model_ : keras.Model
+        The fine-tuned network: raw RGB in 0-255 to class probabilities.
+    unfrozen_layers_ : list of str
+        The backbone layers trained in phase 2.
+    history_ : dict
+        ``{{"head": {{...}}, "finetune": {{...}}}}``: per-epoch ``loss`` and
+        ``accuracy`` (and ``val_loss``, ``val_accuracy`` with a hold-out).
+    n_epochs_ : dict
+        Epochs each phase ran: ``{{"head": int, "finetune": int}}``.
+    n_features_in_ : int
+        Only for a tabular custom backbone.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skptm import FineTunedClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.integers(0, 256, (8, 48, 48, 3), dtype=np.uint8)
+    >>> y = ["cat", "dog"] * 4
+    >>> clf = FineTunedClassifier("mobilenet_v2", weights=None, input_size=48,
+    ...                           head_epochs=2, unfreeze=2, finetune_epochs=1,
+    ...                           random_state=0).fit(X, y)
+    >>> clf.classes_
+    array(['cat', 'dog'], dtype='<U3')
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 2)
+    """
+
+    _parameter_constraints: dict = {
+        **BaseFineTuned._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    _output_activation = "softmax"
+    _loss = "sparse_categorical_crossentropy"
+    _metrics = ["accuracy"]
+    _stratify_split = True
+
+    def __init__(
+        self,
+        backbone="efficientnet_b0",
+        weights="imagenet",
+        input_size=None,
+        resize="stretch",
+        interpolation="bilinear",
+        preprocessing=None,
+        pooling="avg",
+        hidden_units=(),
+        dropout=0.2,
+        learning_rate=1e-3,
+        head_epochs=10,
+        unfreeze=20,
+        finetune_learning_rate=1e-5,
+        finetune_epochs=5,
+        augment=None,
+        validation_fraction=None,
+        early_stopping=False,
+        patience=3,
+        batch_size=32,
+        class_weight=None,
+        callbacks=None,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+    ):
+        super().__init__(
+            backbone=backbone, weights=weights, input_size=input_size, resize=resize,
+            interpolation=interpolation, preprocessing=preprocessing, pooling=pooling,
+            hidden_units=hidden_units, dropout=dropout, learning_rate=learning_rate,
+            head_epochs=head_epochs, unfreeze=unfreeze,
+            finetune_learning_rate=finetune_learning_rate, finetune_epochs=finetune_epochs,
+            augment=augment, validation_fraction=validation_fraction,
+            early_stopping=early_stopping, patience=patience, batch_size=batch_size,
+            callbacks=callbacks, n_jobs=n_jobs, random_state=random_state, verbose=verbose,
+        )
+        self.class_weight = class_weight
+
+    def _prepare_targets(self, y, n):
+        y = column_or_1d(y, warn=True)
+        if len(y) != n:
+            raise ValueError(f"X has {n} items but y has {len(y)} labels.")
+        check_classification_targets(y)
+        encoder = LabelEncoder().fit(y)
+        if len(encoder.classes_) < 2:
+            raise ValueError(
+                f"FineTunedClassifier needs at least 2 classes in y; got 1 class: "
+                f"{encoder.classes_[0]!r}."
+            )
+        encoded = encoder.transform(y).astype(np.int32)
+        class_factor = None
+        if self.class_weight is not None:
+            if isinstance(self.class_weight, dict):
+                unknown = set(self.class_weight) - set(encoder.classes_.tolist())
+                if unknown:
+                    raise ValueError(
+                        f"class_weight names classes that are not in y: {sorted(map(str, unknown))}."
+                    )
+            class_factor = compute_sample_weight(self.class_weight, y)
+        return encoded, {"classes_": encoder.classes_, "_n_outputs": len(encoder.classes_)}, class_factor
+
+    def predict_proba(self, X):
+        """Class probabilities, one row per image, columns in ``classes_`` order.
+
+        Parameters
+        ----------
+        X : images
+            Any form the transformer accepts; never augmented.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Rows sum to 1.
+        """
+        proba = self._outputs(X)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """Predicted class labels (from ``classes_``).
+
+        Parameters
+        ----------
+        X : images
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        outputs = self._outputs(X)  # checks fitted first
+        return self.classes_[np.argmax(outputs, axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = False
+        return tags

@@ -1,0 +1,342 @@
+"""BaseFineTuned: parameters, transactional fit and slim pickles, shared by both
+fine-tuning estimators. The training itself lives in :mod:`skptm._finetune`."""
+
+from __future__ import annotations
+
+import os
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._images import INTERPOLATIONS, RESIZE_POLICIES
+
+#: Shared by the two estimators' docstrings.
+PARAMETERS_DOC = """
+    backbone : str, keras.Model or callable, default="efficientnet_b0"
+        The pretrained network: a name from :func:`skptm.list_backbones`,
+        a ``keras.Model`` or a callable returning one (see
+        :class:`~skptm.PretrainedFeatureTransformer`).
+
+    weights : "imagenet", None or path, default="imagenet"
+        The backbone's starting weights, as for the transformer.
+
+    input_size : int, (int, int) or None, default=None
+        Image size; ``None`` is the backbone's native size.
+
+    resize : {"stretch", "center_crop", "pad"}, default="stretch"
+        How images are brought to ``input_size``.
+
+    interpolation : str, default="bilinear"
+        Resampling filter.
+
+    preprocessing : {"caffe", "tf", "torch", "none"} or None, default=None
+        Override the backbone's preprocessing family.
+
+    pooling : {"avg", "max"}, default="avg"
+        Global pooling of the backbone's feature map before the head.
+
+    hidden_units : tuple of int, default=()
+        Sizes of hidden ``Dense`` (ReLU) layers in the head; ``()`` for a
+        linear head.
+
+    dropout : float, default=0.2
+        Dropout rate before the output layer (training only).
+
+    learning_rate : float, default=1e-3
+        Adam's learning rate in phase 1 (head only).
+
+    head_epochs : int, default=10
+        Maximum epochs of phase 1. Without augmentation this phase trains on
+        features computed once, so its epochs are nearly free.
+
+    unfreeze : int, "all" or str, default=20
+        Backbone layers trained in phase 2: the top N layers that carry
+        weights (BatchNormalization not counted, and never unfrozen),
+        ``"all"``, or the name of the lowest layer to unfreeze. ``0`` skips
+        phase 2.
+
+    finetune_learning_rate : float, default=1e-5
+        Adam's learning rate in phase 2, well below ``learning_rate`` so that
+        the pretrained weights are adapted, not overwritten.
+
+    finetune_epochs : int, default=5
+        Maximum epochs of phase 2; ``0`` skips it.
+
+    augment : None, "light" or keras layer, default=None
+        Data augmentation, applied only while training: ``"light"`` is a
+        horizontal flip, a small rotation, zoom and contrast change; a Keras
+        layer or ``Sequential`` of your own works too.
+
+    validation_fraction : float or None, default=None
+        Fraction of the training data held out (stratified for
+        classification) to report validation metrics in ``history_`` and to
+        drive early stopping. ``None`` holds out nothing.
+
+    early_stopping : bool, default=False
+        Stop a phase when the validation loss (or the training loss without
+        a hold-out) has not improved for ``patience`` epochs; the best
+        weights of the phase are restored.
+
+    patience : int, default=3
+        Epochs without improvement before stopping.
+
+    batch_size : int, default=32
+        Images per training step and per prediction batch.
+
+    callbacks : list of keras.callbacks.Callback or None, default=None
+        Extra Keras callbacks, run in both phases.
+
+    n_jobs : int or None, default=None
+        Image-decoding threads.
+
+    random_state : int, RandomState or None, default=None
+        Seeds weight initialisation, dropout, shuffling, the validation
+        split and augmentation. The same data and ``random_state`` give the
+        same predictions in a fresh process. No global seed is changed.
+
+    verbose : int, default=0
+        ``1``: progress bars while extracting features and predicting;
+        ``2``: also one line per epoch.
+"""
+
+
+class BaseFineTuned(BaseEstimator):
+    """Shared machinery of FineTunedClassifier and FineTunedRegressor.
+
+    Subclasses define ``_prepare_targets(y, n) -> (targets, fitted
+    attributes, per-sample class weights or None)``, ``_loss``,
+    ``_metrics``, ``_output_activation``, ``_stratify_split`` and the
+    prediction methods.
+    """
+
+    _parameter_constraints: dict = {
+        "backbone": [str, callable],
+        "weights": [StrOptions({"imagenet"}), str, os.PathLike, None],
+        "input_size": [Interval(Integral, 1, None, closed="left"), tuple, list, None],
+        "resize": [StrOptions(set(RESIZE_POLICIES))],
+        "interpolation": [StrOptions(set(INTERPOLATIONS))],
+        "preprocessing": [StrOptions({"caffe", "tf", "torch", "none"}), None],
+        "pooling": [StrOptions({"avg", "max"})],
+        "hidden_units": [tuple, list],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "head_epochs": [Interval(Integral, 0, None, closed="left")],
+        "unfreeze": [Interval(Integral, 0, None, closed="left"), str],
+        "finetune_learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "finetune_epochs": [Interval(Integral, 0, None, closed="left")],
+        "augment": [StrOptions({"light"}), callable, None],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
+        "early_stopping": ["boolean"],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "callbacks": [list, None],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        backbone="efficientnet_b0",
+        weights="imagenet",
+        input_size=None,
+        resize="stretch",
+        interpolation="bilinear",
+        preprocessing=None,
+        pooling="avg",
+        hidden_units=(),
+        dropout=0.2,
+        learning_rate=1e-3,
+        head_epochs=10,
+        unfreeze=20,
+        finetune_learning_rate=1e-5,
+        finetune_epochs=5,
+        augment=None,
+        validation_fraction=None,
+        early_stopping=False,
+        patience=3,
+        batch_size=32,
+        callbacks=None,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.input_size = input_size
+        self.resize = resize
+        self.interpolation = interpolation
+        self.preprocessing = preprocessing
+        self.pooling = pooling
+        self.hidden_units = hidden_units
+        self.dropout = dropout
+        self.learning_rate = learning_rate
+        self.head_epochs = head_epochs
+        self.unfreeze = unfreeze
+        self.finetune_learning_rate = finetune_learning_rate
+        self.finetune_epochs = finetune_epochs
+        self.augment = augment
+        self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.batch_size = batch_size
+        self.callbacks = callbacks
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- fitting ---------------------------------------------------------------------
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Train the head, then fine-tune the top layers.
+
+        The fit is transactional: if it fails part-way (an unreadable image,
+        ``KeyboardInterrupt``, an exception from a callback), a previously
+        fitted estimator keeps its fitted state and an unfitted one stays
+        unfitted.
+
+        Parameters
+        ----------
+        X : images, or array of shape (n_samples, n_columns) for a tabular
+            custom backbone
+            Any form :class:`~skptm.PretrainedFeatureTransformer` accepts.
+            Files are streamed from disk batch by batch.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-sample weights of the loss.
+
+        Returns
+        -------
+        self
+        """
+        from ._features import make_source
+        from ._finetune import train
+        from ._networks import get_feature_network
+
+        previous = dict(self.__dict__)
+        try:
+            network = get_feature_network(
+                self.backbone, weights=self.weights, input_size=self.input_size,
+                pooling=self.pooling, preprocessing=self.preprocessing,
+            )
+            if network.takes_images:
+                n = len(make_source(network, X))  # checks the input form; decodes nothing
+            else:
+                X, y = validate_data(self, X, y, dtype=np.float32, multi_output=True, y_numeric=False)
+                n = X.shape[0]
+            targets, fitted, class_factor = self._prepare_targets(y, n)
+            weights = _sample_weights(sample_weight, n)
+            if class_factor is not None:
+                weights = weights * class_factor.astype(np.float32)
+            trained, history, n_epochs, network = train(
+                self.get_params(),
+                X,
+                targets,
+                weights,
+                n_outputs=fitted["_n_outputs"],
+                activation=self._output_activation,
+                loss=self._loss,
+                metrics=self._metrics,
+                validation_split=lambda n_items, seed: self._split(n_items, targets, seed),
+                callbacks=self.callbacks,
+            )
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(previous)
+            raise
+        self.__dict__.update(fitted)
+        self._trained, self._network = trained, network
+        self.model_ = trained.model
+        self.unfrozen_layers_ = list(trained.unfrozen)
+        self.history_ = history
+        self.n_epochs_ = n_epochs
+        return self
+
+    def _split(self, n, targets, seed):
+        if self.validation_fraction is None:
+            return np.arange(n), None
+        from sklearn.model_selection import train_test_split
+
+        stratify = targets if self._stratify_split else None
+        try:
+            return tuple(
+                train_test_split(
+                    np.arange(n), test_size=self.validation_fraction, stratify=stratify, random_state=seed
+                )
+            )
+        except ValueError as exc:
+            raise ValueError(
+                f"Cannot hold out validation_fraction={self.validation_fraction} of {n} "
+                f"samples{' stratified by class' if stratify is not None else ''}: {exc} "
+                "Use a larger fraction, more data, or validation_fraction=None."
+            ) from exc
+
+    # -- predicting ------------------------------------------------------------------
+
+    def _outputs(self, X):
+        from ._finetune import predict_outputs
+
+        check_is_fitted(self, "model_")
+        if not self._network.takes_images:
+            X = validate_data(self, X, dtype=np.float32, reset=False)
+        return predict_outputs(self._trained, self._network, X, self.get_params())
+
+    # -- pickling: parameters + the weights training changed ---------------------------
+
+    def __getstate__(self):
+        from ._finetune import export_state
+
+        state = dict(super().__getstate__())  # may be self.__dict__ itself
+        if "_trained" in state:
+            state["_trained_state"] = export_state(state.pop("_trained"), state.pop("_network"))
+            state.pop("model_", None)
+        return state
+
+    def __setstate__(self, state):
+        trained_state = state.pop("_trained_state", None)
+        super().__setstate__(state)
+        if trained_state is not None:
+            from ._finetune import import_state
+
+            self._trained, self._network = import_state(
+                trained_state, self.get_params(), self._n_outputs, self._output_activation
+            )
+            self.model_ = self._trained.model
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        takes_table = self._takes_table()
+        tags.input_tags.two_d_array = takes_table
+        tags.input_tags.three_d_array = not takes_table
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+    def _takes_table(self):
+        if isinstance(self.backbone, str):
+            return False
+        from ._networks import get_feature_network
+
+        try:
+            return not get_feature_network(
+                self.backbone, weights=self.weights, input_size=self.input_size
+            ).takes_images
+        except Exception:  # noqa: BLE001 - a bad backbone is reported by fit
+            return False
+
+
+def _sample_weights(sample_weight, n):
+    if sample_weight is None:
+        return np.ones(n, dtype=np.float32)
+    weights = np.asarray(sample_weight, dtype=np.float32).reshape(-1)
+    if weights.shape != (n,):
+        raise ValueError(f"sample_weight has {weights.shape[0]} values for {n} samples.")
+    if (weights < 0).any() or not np.isfinite(weights).all():
+        raise ValueError("sample_weight must be finite and non-negative.")
+    if not weights.any():
+        raise ValueError("sample_weight is zero for every sample: there is nothing to learn from.")
+    return weights

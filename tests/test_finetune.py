@@ -1,0 +1,318 @@
+"""FineTunedClassifier and FineTunedRegressor: the recipe, labels, safety, pickles."""
+
+import pickle
+import random
+import subprocess
+import sys
+import textwrap
+
+import joblib
+import keras
+import numpy as np
+import pytest
+from sklearn.base import clone, is_classifier
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV
+
+from skptm import FineTunedClassifier, FineTunedRegressor, ImageReadError
+from skptm._finetune import select_unfrozen
+from skptm._networks import get_feature_network
+
+from .conftest import LIGHT, LIGHT_2, SIZE
+
+
+def small_cnn():
+    """A small image backbone whose random features separate colours well."""
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv_a")(x)
+    x = keras.layers.BatchNormalization(name="bn_a")(x)
+    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv_b")(x)
+    x = keras.layers.BatchNormalization(name="bn_b")(x)
+    x = keras.layers.Conv2D(16, 3, activation="relu", name="conv_c")(x)
+    return keras.Model(inputs, x, name="small_cnn")
+
+
+def classifier(**params):
+    return FineTunedClassifier(
+        **{
+            "backbone": small_cnn, "input_size": 32, "learning_rate": 0.02, "head_epochs": 8,
+            "unfreeze": 2, "finetune_epochs": 2, "finetune_learning_rate": 1e-3,
+            "batch_size": 8, "random_state": 0, **params,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def colours():
+    """24 images, 32 px: 'red' or 'blue', easy for any working training loop."""
+    rng = np.random.default_rng(0)
+    y = np.array(["red", "blue"] * 12)
+    X = rng.integers(0, 60, (24, 32, 32, 3)).astype(np.uint8)
+    X[y == "red", :, :, 0] += 190
+    X[y == "blue", :, :, 2] += 190
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def fitted(colours):
+    X, y = colours
+    return classifier(validation_fraction=0.25).fit(X, y)
+
+
+def test_is_a_classifier_and_learns(fitted, colours):
+    X, y = colours
+    assert is_classifier(FineTunedClassifier())
+    assert list(fitted.classes_) == ["blue", "red"]
+    assert fitted.score(X, y) >= 0.9
+    proba = fitted.predict_proba(X)
+    assert proba.shape == (24, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_array_equal(fitted.predict(X), fitted.classes_[proba.argmax(axis=1)])
+
+
+def test_history_and_epochs(fitted):
+    assert set(fitted.history_) == {"head", "finetune"}
+    for phase in ("head", "finetune"):
+        assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(fitted.history_[phase])
+        assert len(fitted.history_[phase]["loss"]) == fitted.n_epochs_[phase]
+    assert fitted.n_epochs_ == {"head": 8, "finetune": 2}
+
+
+def test_phase_two_trains_exactly_the_unfrozen_layers(fitted):
+    """Frozen layers (BatchNormalization included) are bit-identical after fit."""
+    assert fitted.unfrozen_layers_ == ["conv_b", "conv_c"]
+    original = get_feature_network(small_cnn, input_size=32).base
+    trained = fitted._trained.base
+    for layer in (layer for layer in original.layers if layer.weights):
+        before = layer.get_weights()
+        after = trained.get_layer(layer.name).get_weights()
+        if layer.name in fitted.unfrozen_layers_:
+            assert any(not np.array_equal(a, b) for a, b in zip(before, after)), layer.name
+        else:
+            for a, b in zip(before, after):
+                np.testing.assert_array_equal(a, b, err_msg=layer.name)
+
+
+def test_mobilenet_bn_statistics_do_not_move(colours):
+    X, y = colours
+    clf = FineTunedClassifier(LIGHT, weights=None, input_size=32, head_epochs=1, unfreeze=3,
+                              finetune_epochs=1, random_state=0, batch_size=12).fit(X, y)
+    base = clf._trained.base
+    original = get_feature_network(LIGHT, weights=None, input_size=32).base
+    assert clf.unfrozen_layers_ == ["block_16_depthwise", "block_16_project", "Conv_1"]
+    bn = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert bn and all(not layer.trainable for layer in bn)
+    for layer in bn:  # moving mean and variance included
+        for a, b in zip(original.get_layer(layer.name).get_weights(), layer.get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_unfreeze_forms():
+    base = get_feature_network(LIGHT, weights=None, input_size=32).base
+    weighted = [l.name for l in base.layers if l.weights and not isinstance(l, keras.layers.BatchNormalization)]
+    assert select_unfrozen(base, 0) == ()
+    assert select_unfrozen(base, 2) == tuple(weighted[-2:])
+    assert select_unfrozen(base, 10_000) == tuple(weighted)
+    assert select_unfrozen(base, "all") == tuple(weighted)
+    assert select_unfrozen(base, "block_16_expand") == (
+        "block_16_expand", "block_16_depthwise", "block_16_project", "Conv_1")
+    with pytest.raises(ValueError, match="no layer named 'block_16_expnd'"):
+        select_unfrozen(base, "block_16_expnd")
+
+
+def test_unfreeze_zero_or_no_epochs_skip_phase_two(colours):
+    X, y = colours
+    for params in ({"unfreeze": 0}, {"finetune_epochs": 0}):
+        clf = classifier(head_epochs=2, **params).fit(X, y)
+        assert clf.n_epochs_["finetune"] == 0 and clf.unfrozen_layers_ == []
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [np.array([3, 7] * 12), np.array([True, False] * 12), np.array(["a", "b", "c"] * 8)],
+    ids=["ints", "bools", "three-strings"],
+)
+def test_label_types(colours, labels):
+    X, _ = colours
+    clf = classifier(head_epochs=2, unfreeze=0).fit(X, labels)
+    np.testing.assert_array_equal(clf.classes_, np.unique(labels))
+    assert set(clf.predict(X)) <= set(labels.tolist())
+    assert clf.predict_proba(X).shape == (24, len(np.unique(labels)))
+
+
+def test_class_weight_and_sample_weight_are_honoured(colours):
+    X, y = colours
+    only_red = classifier(unfreeze=0, class_weight={"red": 1.0, "blue": 0.0}).fit(X, y)
+    assert (only_red.predict(X) == "red").all()
+    weights = (y == "blue").astype(float)
+    only_blue = classifier(unfreeze=0).fit(X, y, sample_weight=weights)
+    assert (only_blue.predict(X) == "blue").all()
+    assert classifier(head_epochs=2, unfreeze=0, class_weight="balanced").fit(X, y).score(X, y) > 0.5
+
+
+def test_paths_are_streamed(colours, tmp_path):
+    from PIL import Image
+
+    X, y = colours
+    paths = []
+    for i, image in enumerate(X):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(image).save(paths[-1])
+    clf = classifier(head_epochs=4, unfreeze=1, finetune_epochs=1).fit(paths, y)
+    assert clf.score(paths, y) >= 0.9
+
+
+def test_augmentation_only_while_training(colours):
+    X, y = colours
+    clf = classifier(augment="light", head_epochs=2, finetune_epochs=1).fit(X, y)
+    np.testing.assert_array_equal(clf.predict_proba(X), clf.predict_proba(X))
+    custom = keras.layers.RandomFlip("horizontal", seed=1)
+    assert classifier(augment=custom, head_epochs=1, unfreeze=0).fit(X, y).predict(X).shape == (24,)
+
+
+def test_early_stopping_restores_and_stops(colours):
+    X, y = colours
+    clf = classifier(learning_rate=1e-9, head_epochs=20, early_stopping=True, patience=1,
+                     unfreeze=0).fit(X, y)
+    assert clf.n_epochs_["head"] < 20
+
+
+def test_global_state_is_left_alone(colours):
+    X, y = colours
+    random.seed(5)
+    np.random.seed(5)
+    policy = keras.config.dtype_policy().name
+    expected_py, expected_np = random.random(), np.random.random()
+    random.seed(5)
+    np.random.seed(5)
+    classifier(head_epochs=1, finetune_epochs=1).fit(X, y)
+    assert random.random() == expected_py and np.random.random() == expected_np
+    assert keras.config.dtype_policy().name == policy
+
+
+def test_same_random_state_same_predictions_in_a_fresh_process(fitted, colours, tmp_path):
+    X, y = colours
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, sys
+        sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent.parent)!r})
+        from tests.test_finetune import classifier
+        X, y = np.load({str(tmp_path / 'X.npy')!r}), np.load({str(tmp_path / 'y.npy')!r})
+        np.save({str(tmp_path / 'p.npy')!r}, classifier(validation_fraction=0.25).fit(X, y).predict_proba(X))
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), fitted.predict_proba(X), rtol=1e-5, atol=1e-6)
+
+
+def test_pickle_round_trip_in_a_fresh_process(fitted, colours, tmp_path):
+    X, _ = colours
+    joblib.dump(fitted, tmp_path / "clf.joblib")
+    np.save(tmp_path / "X.npy", X)
+    script = textwrap.dedent(
+        f"""
+        import joblib, numpy as np, sys
+        sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent.parent)!r})
+        clf = joblib.load({str(tmp_path / 'clf.joblib')!r})
+        np.save({str(tmp_path / 'p.npy')!r}, clf.predict_proba(np.load({str(tmp_path / 'X.npy')!r})))
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), fitted.predict_proba(X))
+
+
+def test_pickle_holds_only_changed_weights(colours):
+    X, y = colours
+    clf = FineTunedClassifier(LIGHT, weights=None, input_size=32, head_epochs=1, unfreeze=2,
+                              finetune_epochs=1, random_state=0).fit(X, y)
+    blob = pickle.dumps(clf)
+    full = sum(w.size * w.dtype.itemsize for w in clf.model_.get_weights())
+    changed = sum(
+        w.size * w.dtype.itemsize
+        for name in clf.unfrozen_layers_
+        for w in clf._trained.base.get_layer(name).get_weights()
+    ) + sum(w.nbytes for w in clf._trained.head.get_weights())
+    assert len(blob) < changed + 64_000
+    assert len(blob) < full / 3
+    np.testing.assert_array_equal(pickle.loads(blob).predict_proba(X), clf.predict_proba(X))
+
+
+def test_unpickling_with_other_base_weights_fails_clearly(colours, tmp_path):
+    X, y = colours
+    path = tmp_path / "base.weights.h5"
+    small_cnn().save_weights(path)
+    clf = classifier(weights=path, head_epochs=1, unfreeze=0).fit(X, y)
+    blob = pickle.dumps(clf)
+    model = small_cnn()
+    model.set_weights([w + 1 for w in model.get_weights()])
+    model.save_weights(path)  # same path, other weights
+    with pytest.raises(ValueError, match="fingerprint mismatch"):
+        pickle.loads(blob)
+
+
+def test_regressor_one_and_two_targets(colours):
+    X, y = colours
+    redness = X[..., 0].mean(axis=(1, 2)) / 255
+    params = dict(backbone=small_cnn, input_size=32, learning_rate=0.02, head_epochs=30,
+                  unfreeze=1, finetune_epochs=1, batch_size=8, random_state=0, dropout=0.0)
+    reg = FineTunedRegressor(**params).fit(X, redness)
+    assert reg.predict(X).shape == (24,)
+    assert reg.score(X, redness) > 0.5
+    two = np.column_stack([redness, 1 - redness])
+    reg2 = FineTunedRegressor(**params).fit(X, two)
+    assert reg2.predict(X).shape == (24, 2) and reg2.n_outputs_ == 2
+
+
+class Interrupt(keras.callbacks.Callback):
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
+
+    def on_train_batch_end(self, batch, logs=None):
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), RuntimeError("callback failed")])
+def test_failed_fit_keeps_the_previous_state(fitted, colours, error):
+    X, y = colours
+    clf = clone(fitted).fit(X, y)
+    before = clf.predict_proba(X)
+    attributes = set(vars(clf))
+    clf.set_params(callbacks=[Interrupt(error)])
+    with pytest.raises(type(error)):
+        clf.fit(X[:20], y[:20])
+    assert set(vars(clf)) == attributes
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+
+
+def test_failed_fit_on_a_bad_image_keeps_the_previous_state(fitted, colours, image_dir):
+    X, y = colours
+    clf = pickle.loads(pickle.dumps(fitted))
+    before = clf.predict_proba(X)
+    bad = list(X[:5]) + [image_dir / "truncated.jpg"]
+    with pytest.raises(ImageReadError, match="index 5"):
+        clf.fit(bad, y[:6])
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+    fresh = classifier()
+    with pytest.raises(ImageReadError):
+        fresh.fit(bad, y[:6])
+    with pytest.raises(NotFittedError):
+        fresh.predict(X)
+
+
+def test_grid_search_over_backbone_and_unfreeze_in_workers(colours):
+    X, y = colours
+    search = GridSearchCV(
+        FineTunedClassifier(weights=None, input_size=32, head_epochs=2, finetune_epochs=1,
+                            batch_size=12, random_state=0),
+        {"backbone": [LIGHT, LIGHT_2], "unfreeze": [0, 2]},
+        cv=2,
+        n_jobs=2,
+    )
+    search.fit(X, y)
+    assert len(search.cv_results_["params"]) == 4
+    assert search.predict(X).shape == (24,)
+    assert set(search.predict(X)) <= {"red", "blue"}
