@@ -34,12 +34,31 @@ class ColumnProjection(keras.layers.Layer):
         return (input_shape[0], 2 * self.frequencies)
 
 
-def tabular_backbone():
-    """A small network on tables of any width, with a fixed output width."""
-    inputs = keras.Input((None,))
-    x = ColumnProjection()(inputs)
-    outputs = keras.layers.Dense(32, activation="tanh", name="dense")(x)
-    return keras.Model(inputs, outputs, name="tabular")
+class TabularBackbone:
+    """Builds a small network on tables of any width, with a fixed output width.
+
+    A class rather than a function so that its repr, which names the checks,
+    is the same in every pytest-xdist worker; equal instances share one cached
+    network, as clones must.
+    """
+
+    def __call__(self):
+        inputs = keras.Input((None,))
+        x = ColumnProjection()(inputs)
+        outputs = keras.layers.Dense(32, activation="tanh", name="dense")(x)
+        return keras.Model(inputs, outputs, name="tabular")
+
+    def __repr__(self):
+        return "TabularBackbone()"
+
+    def __eq__(self, other):
+        return type(other) is TabularBackbone
+
+    def __hash__(self):
+        return hash(TabularBackbone)
+
+
+tabular_backbone = TabularBackbone()
 
 
 #: Small training budgets keep the ~100 fits of the checks fast.
@@ -60,10 +79,20 @@ _MINIBATCH_SGD = (
     "sample's gradient, repeating it changes the batches and the number of steps, "
     "so the two fits agree only approximately (as for sklearn's MLP and SGD models)"
 )
+_FLOAT32_BATCHES = (
+    "float32 network: a row's output can differ in the last bit (~1e-7) with the "
+    "size of the batch it is computed in, since the BLAS kernel blocks differently; "
+    "the check's tolerance is 1e-7. Passes on most runs"
+)
+_FINE_TUNED_FAILURES = {
+    "check_sample_weight_equivalence_on_dense_data": _MINIBATCH_SGD,
+    "check_methods_subset_invariance": _FLOAT32_BATCHES,
+    "check_methods_sample_order_invariance": _FLOAT32_BATCHES,
+}
 EXPECTED_FAILED_CHECKS = {
     "PretrainedFeatureTransformer": {},
-    "FineTunedClassifier": {"check_sample_weight_equivalence_on_dense_data": _MINIBATCH_SGD},
-    "FineTunedRegressor": {"check_sample_weight_equivalence_on_dense_data": _MINIBATCH_SGD},
+    "FineTunedClassifier": _FINE_TUNED_FAILURES,
+    "FineTunedRegressor": _FINE_TUNED_FAILURES,
 }
 
 def _expected_failed_checks(estimator):
