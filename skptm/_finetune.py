@@ -56,14 +56,19 @@ class TrainedModel:
     unfrozen: tuple  # names of the backbone layers trained in phase 2
 
 
-def build_model(network: FeatureNetwork, pooling, head, augment, seed):
-    """A trainable model: [augment] -> preprocessing -> backbone copy -> pool -> head.
+def build_model(network: FeatureNetwork, pooling, head, augment, seed, *, copy_base):
+    """A trainable model: [augment] -> preprocessing -> backbone -> pool -> head.
 
-    The backbone is a copy of ``network.base`` (same weights), so training
-    never changes the per-process cache.
+    With ``copy_base`` the backbone is a private copy of ``network.base``
+    (same weights), to be unfrozen and trained without touching the
+    per-process cache. Without it, the cached backbone is shared: it is
+    frozen, so training the head leaves it as it is, and no copy is paid for.
     """
-    base = keras.models.clone_model(network.base)
-    base.set_weights(network.base.get_weights())
+    if copy_base:
+        base = keras.models.clone_model(network.base)
+        base.set_weights(network.base.get_weights())
+    else:
+        base = network.base
     base.trainable = False
     if network.takes_images:
         inputs = keras.Input((*network.input_size, 3), name="rgb_0_255")
@@ -264,7 +269,12 @@ def train(
         head = build_head(
             network.n_features, params["hidden_units"], params["dropout"], n_outputs, activation, seed
         )
-        base, model = build_model(network, params["pooling"], head, params["augment"], seed)
+        unfrozen = select_unfrozen(network.base, params["unfreeze"])
+        if not params["finetune_epochs"]:
+            unfrozen = ()
+        base, model = build_model(
+            network, params["pooling"], head, params["augment"], seed, copy_base=bool(unfrozen)
+        )
         batch_size = params["batch_size"]
 
         def data(inputs, indices, shuffle):
@@ -313,15 +323,13 @@ def train(
             history["head"], n_epochs["head"] = {}, 0
 
         # Phase 2: unfreeze the top layers, recompile, train at a lower rate.
-        unfrozen = select_unfrozen(base, params["unfreeze"])
-        if unfrozen and params["finetune_epochs"]:
+        if unfrozen:
             set_trainable(base, unfrozen)
             fit_phase(
                 "finetune", model, source, params["finetune_epochs"], params["finetune_learning_rate"]
             )
             set_trainable(base, ())
         else:
-            unfrozen = ()
             history["finetune"], n_epochs["finetune"] = {}, 0
 
     return TrainedModel(model, base, head, unfrozen), history, n_epochs, network
@@ -388,7 +396,10 @@ def import_state(state: dict, params, n_outputs, activation) -> tuple[TrainedMod
         head = build_head(
             network.n_features, params["hidden_units"], params["dropout"], n_outputs, activation, seed
         )
-        base, model = build_model(network, params["pooling"], head, params["augment"], seed)
+        base, model = build_model(
+            network, params["pooling"], head, params["augment"], seed,
+            copy_base=bool(state["unfrozen"]),
+        )
     head.set_weights(state["head"])
     for name, weights in state["unfrozen_weights"].items():
         base.get_layer(name).set_weights(weights)
