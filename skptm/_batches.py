@@ -132,19 +132,25 @@ class ArraySource(ItemSource):
         return lambda: future.result()()
 
     def _read_batch(self, pool, start, stop):
-        chunk = self.items[start:stop]
-        if chunk.shape[1:3] == tuple(self.reader.size):
-            try:
-                if chunk.dtype != np.uint8:
-                    check_value_range(chunk)
-                data = np.asarray(array_to_rgb_batch(chunk), dtype=np.float32)
-            except ValueError:
-                pass  # fall through to per-item reading, which names the item
-            else:
-                return lambda: Batch(start, stop, data)
+        data = self.read_stack(self.items[start:stop])
+        if data is not None:
+            return lambda: Batch(start, stop, data)
         data = np.empty(self.batch_shape(stop - start), dtype=np.float32)
         failures = [self.read_into(i, data[i - start]) for i in range(start, stop)]
         return lambda: Batch(start, stop, data, [f for f in failures if f is not None])
+
+    def read_stack(self, chunk):
+        """Convert a stack of images in one vectorised step, or return ``None``
+        when they are not at the target size or one is invalid (reading item by
+        item then names it)."""
+        if chunk.shape[1:3] != tuple(self.reader.size):
+            return None
+        try:
+            if chunk.dtype != np.uint8:
+                check_value_range(chunk)
+            return np.asarray(array_to_rgb_batch(chunk), dtype=np.float32)
+        except ValueError:
+            return None
 
 
 def array_to_rgb_batch(images: np.ndarray) -> np.ndarray:

@@ -28,14 +28,14 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from ._batches import ArraySource, ItemSource, TableSource, array_to_rgb_batch
+from ._batches import ArraySource, TableSource
 from ._features import extract_features, make_source
-from ._images import check_value_range
 from ._networks import (
     FeatureNetwork,
     ImagePreprocessing,
-    _pool,
     get_feature_network,
+    get_layer,
+    global_pool,
     quiet_retracing_warnings,
     seeded_python_random,
 )
@@ -78,7 +78,7 @@ def build_model(network: FeatureNetwork, pooling, head, augment, seed, *, copy_b
             x = augmentation(x)
         if network.preprocessing != "none":
             x = ImagePreprocessing(network.preprocessing, name="preprocessing")(x)
-        x, _ = _pool(base(x, training=False), pooling)
+        x, _ = global_pool(base(x, training=False), pooling)
     else:
         inputs = keras.Input((network.n_input_features,), name="table")
         x = base(inputs, training=False)
@@ -128,14 +128,7 @@ def select_unfrozen(base, unfreeze) -> tuple:
         if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)
     ]
     if isinstance(unfreeze, str) and unfreeze != "all":
-        names = [layer.name for layer in base.layers]
-        if unfreeze not in names:
-            import difflib
-
-            close = difflib.get_close_matches(unfreeze, names, n=5, cutoff=0.4)
-            hint = f" Closest: {', '.join(map(repr, close))}." if close else ""
-            raise ValueError(f"Backbone {base.name!r} has no layer named {unfreeze!r}.{hint} Received: unfreeze={unfreeze!r}")
-        lowest = names.index(unfreeze)
+        lowest = base.layers.index(get_layer(base, unfreeze, parameter="unfreeze"))
         position = {layer.name: i for i, layer in enumerate(base.layers)}
         return tuple(layer.name for layer in candidates if position[layer.name] >= lowest)
     if unfreeze == "all":
@@ -164,22 +157,18 @@ def fingerprint(model) -> str:
 # -- data ----------------------------------------------------------------------------------
 
 
-def read_rows(source, indices, n_jobs_pool=None) -> np.ndarray:
+def read_rows(source, indices, pool=None) -> np.ndarray:
     """The decoded inputs of ``source`` at ``indices``; an unreadable one raises."""
     if isinstance(source, TableSource):
         return np.asarray(source.items[indices], dtype=np.float32)
-    if isinstance(source, ArraySource) and source.items.shape[1:3] == tuple(source.reader.size):
-        chunk = source.items[indices]
-        try:
-            if chunk.dtype != np.uint8:
-                check_value_range(chunk)
-            return np.asarray(array_to_rgb_batch(chunk), dtype=np.float32)
-        except ValueError:
-            pass  # read item by item below, to name the bad one
+    if isinstance(source, ArraySource):
+        stack = source.read_stack(source.items[indices])
+        if stack is not None:
+            return stack
     data = np.empty((len(indices), *source.reader.size, 3), dtype=np.float32)
     slots = range(len(indices))
-    if n_jobs_pool is not None:
-        failures = list(n_jobs_pool.map(lambda k: source.read_into(indices[k], data[k]), slots))
+    if pool is not None:
+        failures = list(pool.map(lambda k: source.read_into(indices[k], data[k]), slots))
     else:
         failures = [source.read_into(indices[k], data[k]) for k in slots]
     for failure in failures:
@@ -249,13 +238,7 @@ def train(
     from ._batches import default_n_threads
 
     seed = _seed(params["random_state"])
-    network = get_feature_network(
-        params["backbone"],
-        weights=params["weights"],
-        input_size=params["input_size"],
-        pooling=params["pooling"],
-        preprocessing=params["preprocessing"],
-    )
+    network = feature_network(params)
     source = make_source(network, X, resize=params["resize"], interpolation=params["interpolation"])
     n = len(source)
     if n != len(targets):
@@ -335,6 +318,17 @@ def train(
     return TrainedModel(model, base, head, unfrozen), history, n_epochs, network
 
 
+def feature_network(params) -> FeatureNetwork:
+    """The cached feature network (pooled backbone) for an estimator's parameters."""
+    return get_feature_network(
+        params["backbone"],
+        weights=params["weights"],
+        input_size=params["input_size"],
+        pooling=params["pooling"],
+        preprocessing=params["preprocessing"],
+    )
+
+
 def _seed(random_state):
     if random_state is None:
         return int(np.random.default_rng().integers(0, 2**31 - 1))
@@ -376,13 +370,7 @@ def export_state(trained: TrainedModel, network: FeatureNetwork) -> dict:
 
 def import_state(state: dict, params, n_outputs, activation) -> tuple[TrainedModel, FeatureNetwork]:
     """Rebuild a trained model from :func:`export_state` output and parameters."""
-    network = get_feature_network(
-        params["backbone"],
-        weights=params["weights"],
-        input_size=params["input_size"],
-        pooling=params["pooling"],
-        preprocessing=params["preprocessing"],
-    )
+    network = feature_network(params)
     found = fingerprint(network.base)
     if found != state["base_fingerprint"]:
         raise ValueError(

@@ -215,15 +215,11 @@ class BaseFineTuned(BaseEstimator):
         self
         """
         from ._features import make_source
-        from ._finetune import train
-        from ._networks import get_feature_network
+        from ._finetune import feature_network, train
 
         previous = dict(self.__dict__)
         try:
-            network = get_feature_network(
-                self.backbone, weights=self.weights, input_size=self.input_size,
-                pooling=self.pooling, preprocessing=self.preprocessing,
-            )
+            network = feature_network(self.get_params())
             if network.takes_images:
                 n = len(make_source(network, X))  # checks the input form; decodes nothing
             else:

@@ -415,15 +415,15 @@ def _wrap(base, spec, backbone, family, pooling, layers, input_size):
     x = inputs if family == "none" else ImagePreprocessing(family, name="preprocessing")(inputs)
     if layers:
         extractor = keras.Model(
-            base.inputs, [_get_layer(base, name).output for name in layers], name="layers"
+            base.inputs, [get_layer(base, name).output for name in layers], name="layers"
         )
         outputs = extractor(x)
-        parts = [(f"{prefix}_{name}", out) for name, out in zip(layers, outputs)]
+        parts = [(f"{prefix}_{name}", out) for name, out in zip(layers, outputs, strict=True)]
     else:
         parts = [(prefix, base(x))]
     pooled, names = [], []
     for part_prefix, tensor in parts:
-        tensor, label = _pool(tensor, pooling)
+        tensor, label = global_pool(tensor, pooling)
         pooled.append(tensor)
         names.extend(f"{part_prefix}_{label}_{i}" for i in range(tensor.shape[-1]))
     output = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="features")(pooled)
@@ -464,7 +464,8 @@ def _image_size(base, base_shape, input_size):
     return tuple(fixed)
 
 
-def _get_layer(base, name):
+def get_layer(base, name, parameter="layer"):
+    """``base``'s layer ``name``, or a ``ValueError`` listing the closest names."""
     names = [layer.name for layer in base.layers]
     if name not in names:
         import difflib
@@ -473,12 +474,13 @@ def _get_layer(base, name):
         hint = f" Closest: {', '.join(map(repr, close))}." if close else ""
         raise ValueError(
             f"Backbone {base.name!r} has no layer named {name!r}.{hint} "
-            f"See [layer.name for layer in model.layers]. Received: layer={name!r}"
+            f"See [layer.name for layer in model.layers]. Received: {parameter}={name!r}"
         )
     return base.get_layer(name)
 
 
-def _pool(tensor, pooling):
+def global_pool(tensor, pooling):
+    """Pool a feature map to a vector: ``(pooled tensor, label for feature names)``."""
     if len(tensor.shape) == 2:
         return tensor, "out"
     if len(tensor.shape) != 4:

@@ -18,7 +18,7 @@ from skptm import FineTunedClassifier, FineTunedRegressor, ImageReadError
 from skptm._finetune import select_unfrozen
 from skptm._networks import get_feature_network
 
-from .conftest import LIGHT, LIGHT_2, SIZE
+from .conftest import LIGHT, LIGHT_2
 
 
 def small_cnn():
@@ -316,3 +316,23 @@ def test_grid_search_over_backbone_and_unfreeze_in_workers(colours):
     assert len(search.cv_results_["params"]) == 4
     assert search.predict(X).shape == (24,)
     assert set(search.predict(X)) <= {"red", "blue"}
+
+
+class RecordTrainable(keras.callbacks.Callback):
+    """Records, when each phase starts, which weights the optimiser will train."""
+
+    def __init__(self):
+        super().__init__()
+        self.phases = []
+
+    def on_train_begin(self, logs=None):
+        self.phases.append(sorted({w.path.split("/")[-2] for w in self.model.trainable_weights}))
+
+
+def test_trainable_weights_in_each_phase(colours):
+    X, y = colours
+    recorder = RecordTrainable()
+    classifier(unfreeze=2, callbacks=[recorder], head_epochs=1, finetune_epochs=1).fit(X, y)
+    head_phase, finetune_phase = recorder.phases
+    assert head_phase == ["head_output"]  # the head alone, on precomputed features
+    assert finetune_phase == ["conv_b", "conv_c", "head_output"]  # never bn_a / bn_b

@@ -254,3 +254,25 @@ def test_images_scaled_to_unit_range_get_a_warning(extractor):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         extractor.transform(np.full((1, SIZE, SIZE, 3), 0.5, np.uint8))
+
+
+def test_memory_is_bounded_to_two_batches(tmp_path):
+    """Items are decoded batch by batch: when batch k reaches the network,
+    at most batches k and k+1 have been read, whatever the input's length."""
+    from skptm._batches import ItemSource, stream_batches
+    from skptm._images import ImageReader
+
+    class CountingReader(ImageReader):
+        reads = 0
+
+        def __call__(self, item):
+            CountingReader.reads += 1
+            return super().__call__(item)
+
+    path = tmp_path / "one.png"
+    Image.fromarray(pattern()).save(path)
+    source = ItemSource([path] * 100, CountingReader((SIZE, SIZE)))
+    for k, batch in enumerate(stream_batches(source, batch_size=10, n_jobs=4)):
+        assert batch.data.shape == (10, SIZE, SIZE, 3)
+        assert CountingReader.reads <= (k + 2) * 10
+    assert CountingReader.reads == 100
