@@ -87,6 +87,8 @@ class ImageReader:
     interpolation: str = "bilinear"
 
     def __call__(self, item) -> np.ndarray:
+        if isinstance(item, (list, tuple)):  # e.g. an image passed through .tolist()
+            item = np.asarray(item)
         if isinstance(item, np.ndarray):
             return self.from_array(item)
         return self._resize_rgb(self.decode(item))

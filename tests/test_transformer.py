@@ -64,6 +64,7 @@ def test_batch_size_does_not_change_features(rgb_stack, reference):
         pytest.param(lambda s: pd.Series(list(s)), id="series-of-arrays"),
         pytest.param(lambda s: _object_array(list(s)), id="object-array"),
         pytest.param(lambda s: [_png_bytes(a) for a in s], id="png-bytes"),
+        pytest.param(lambda s: s.tolist(), id="nested-lists"),
     ],
 )
 def test_every_input_form_gives_the_same_features(extractor, rgb_stack, reference, as_input):
