@@ -246,19 +246,17 @@ def train(
     train_idx, val_idx = validation_split(n, seed)
     history, n_epochs = {}, {}
 
-    with seeded_python_random(seed), ThreadPoolExecutor(
-        default_n_threads(params["n_jobs"]), thread_name_prefix="skptm-train"
-    ) as pool:
+    unfrozen = select_unfrozen(network.base, params["unfreeze"]) if params["finetune_epochs"] else ()
+    with seeded_python_random(seed):  # Keras draws default initializer seeds from it
         head = build_head(
             network.n_features, params["hidden_units"], params["dropout"], n_outputs, activation, seed
         )
-        unfrozen = select_unfrozen(network.base, params["unfreeze"])
-        if not params["finetune_epochs"]:
-            unfrozen = ()
         base, model = build_model(
             network, params["pooling"], head, params["augment"], seed, copy_base=bool(unfrozen)
         )
-        batch_size = params["batch_size"]
+    batch_size = params["batch_size"]
+
+    with ThreadPoolExecutor(default_n_threads(params["n_jobs"]), thread_name_prefix="skptm-train") as pool:
 
         def data(inputs, indices, shuffle):
             return StreamedBatches(
