@@ -313,17 +313,9 @@ class BaseFineTuned(BaseEstimator):
         return tags
 
     def _takes_table(self):
-        if isinstance(self.backbone, str):
-            return False
-        from ._networks import get_feature_network
+        from ._networks import backbone_takes_table
 
-        try:
-            return not get_feature_network(
-                self.backbone, weights=self.weights, input_size=self.input_size
-            ).takes_images
-        except Exception:  # noqa: BLE001 - a bad backbone is reported by fit
-            return False
-
+        return backbone_takes_table(self.backbone, weights=self.weights, input_size=self.input_size)
 
 def _sample_weights(sample_weight, n):
     if sample_weight is None:

@@ -216,6 +216,22 @@ def get_feature_network(
         return network
 
 
+def backbone_takes_table(backbone, *, weights, input_size) -> bool:
+    """Whether ``backbone`` takes rows of a table (for the estimators' tags).
+
+    Named backbones take images; a custom one is built (or taken from the
+    cache) to look at its input. A backbone that cannot be built counts as
+    taking images: ``fit`` reports the problem.
+    """
+    if isinstance(backbone, str):
+        return False
+    try:
+        network = get_feature_network(backbone, weights=weights, input_size=input_size)
+    except Exception:  # noqa: BLE001 - reported by fit, not by tags
+        return False
+    return not network.takes_images
+
+
 def _preprocessing_family(spec, preprocessing):
     if preprocessing is not None:
         return preprocessing

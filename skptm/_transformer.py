@@ -266,12 +266,9 @@ class PretrainedFeatureTransformer(TransformerMixin, BaseEstimator):
         )
 
     def _takes_table(self):
-        if isinstance(self.backbone, str):
-            return False
-        try:
-            return not self._network().takes_images
-        except Exception:  # noqa: BLE001 - a bad backbone is reported by fit
-            return False
+        from ._networks import backbone_takes_table
+
+        return backbone_takes_table(self.backbone, weights=self.weights, input_size=self.input_size)
 
     def _check_table(self, X, network):
         if hasattr(self, "n_features_in_"):
