@@ -45,6 +45,9 @@ class ImageReadError(ValueError):
             "item, or pass on_error='nan' to get a row of NaN for it instead."
         )
 
+    def __reduce__(self):  # survives joblib's worker processes
+        return (type(self), (self.index, self.path, self.cause))
+
 
 @dataclass
 class Failure:
@@ -199,6 +202,12 @@ def as_source(X, reader: ImageReader | None):
     if hasattr(X, "iloc"):  # pandas Series
         X = X.to_numpy(dtype=object)
     if isinstance(X, np.ndarray) and X.dtype != object:
+        if X.ndim == 3 and X.shape[-1] in (3, 4):
+            raise ValueError(
+                f"A 3-D array of shape {X.shape} looks like one RGB(A) image, but X "
+                "must be a collection of images. Pass X[None] (or [X]) for a single "
+                "image; for grayscale images of width 3 or 4, pass X[..., None]."
+            )
         if X.ndim in (3, 4):
             if X.ndim == 4 and X.shape[-1] not in (1, 3, 4):
                 raise ValueError(

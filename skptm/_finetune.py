@@ -22,7 +22,6 @@ assigned once both phases have finished (see ``BaseFineTuned.fit``).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import keras
@@ -33,6 +32,7 @@ from ._features import extract_features, make_source
 from ._networks import (
     FeatureNetwork,
     ImagePreprocessing,
+    fingerprint,
     get_feature_network,
     get_layer,
     global_pool,
@@ -133,7 +133,7 @@ def select_unfrozen(base, unfreeze) -> tuple:
         return tuple(layer.name for layer in candidates if position[layer.name] >= lowest)
     if unfreeze == "all":
         return tuple(layer.name for layer in candidates)
-    return tuple(layer.name for layer in candidates[len(candidates) - unfreeze :]) if unfreeze else ()
+    return tuple(layer.name for layer in candidates[max(0, len(candidates) - unfreeze) :]) if unfreeze else ()
 
 
 def set_trainable(base, names) -> None:
@@ -142,16 +142,6 @@ def set_trainable(base, names) -> None:
     chosen = set(names)
     for layer in base.layers:
         layer.trainable = layer.name in chosen
-
-
-def fingerprint(model) -> str:
-    """A SHA-256 over every weight of ``model``, in order."""
-    digest = hashlib.sha256()
-    for weight in model.weights:
-        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
-        digest.update(str(value.shape).encode())
-        digest.update(value.tobytes())
-    return digest.hexdigest()
 
 
 # -- data ----------------------------------------------------------------------------------

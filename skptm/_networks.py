@@ -22,6 +22,7 @@ recently used base networks are dropped beyond :data:`MAX_CACHED_BACKBONES`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import random
@@ -243,7 +244,9 @@ def _base_key(backbone, spec, weights, input_size):
         backbone_id = ("keras.applications", spec.keras_name)
         input_size = input_size or spec.input_size
     elif isinstance(backbone, keras.Model):
-        backbone_id = ("model", id(backbone))
+        # By content, not id(): sklearn's clone deep-copies the model, and
+        # the copies must share one cached network.
+        backbone_id = ("model", model_identity(backbone))
     else:
         try:
             hash(backbone)
@@ -253,6 +256,25 @@ def _base_key(backbone, spec, weights, input_size):
     if spec is None and weights == "imagenet":
         weights = None  # both mean "the custom model's weights as they are"
     return (backbone_id, _weights_identity(weights), _as_size(input_size))
+
+
+def fingerprint(model) -> str:
+    """A SHA-256 over every weight of ``model``, in order."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(str(value.shape).encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def model_identity(model) -> str:
+    """A key for a user's ``keras.Model``: its architecture and its weights."""
+    try:
+        architecture = model.to_json()
+    except Exception:  # noqa: BLE001 - a layer without a config
+        architecture = repr([(layer.name, type(layer).__name__) for layer in model.layers])
+    return hashlib.sha256(f"{type(model).__name__}{architecture}".encode()).hexdigest() + fingerprint(model)
 
 
 def _weights_identity(weights):
@@ -280,13 +302,18 @@ def _as_size(input_size):
 @contextlib.contextmanager
 def seeded_python_random(seed):
     """Seed Python's ``random`` (Keras draws default initializer seeds from it)
-    for the duration of the block, then restore the caller's state."""
-    state = random.getstate()
-    random.seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(state)
+    for the duration of the block, then restore the caller's state.
+
+    Holds the cache's lock, so that builds in concurrent threads neither
+    interleave their draws nor restore each other's state.
+    """
+    with _lock:
+        state = random.getstate()
+        random.seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(state)
 
 
 def _build_base(backbone, spec, weights, input_size):
@@ -317,9 +344,9 @@ def _build_application(spec: BackboneSpec, weights, input_size):
 def _build_custom(backbone, weights):
     path = _check_weights_path(None if weights == "imagenet" else weights)
     if isinstance(backbone, keras.Model):
-        model = backbone
-        if path is not None:
-            model = keras.models.clone_model(backbone)
+        # A private copy: the cached network is frozen and shared, and the
+        # caller's model must stay theirs to train or change.
+        model = _private_copy(backbone)
     else:
         with seeded_python_random(RANDOM_WEIGHTS_SEED):
             model = backbone()
@@ -337,6 +364,17 @@ def _build_custom(backbone, weights):
     if path is not None:
         _load_weights(model, path, model.name)
     return model
+
+
+def _private_copy(model):
+    try:
+        copy = keras.models.clone_model(model)
+        copy.set_weights(model.get_weights())
+        return copy
+    except Exception:  # noqa: BLE001 - e.g. a subclassed model clone_model cannot rebuild
+        import copy as copying
+
+        return copying.deepcopy(model)
 
 
 def _check_weights_path(weights):

@@ -114,11 +114,24 @@ def test_unfreeze_forms():
     assert select_unfrozen(base, 0) == ()
     assert select_unfrozen(base, 2) == tuple(weighted[-2:])
     assert select_unfrozen(base, 10_000) == tuple(weighted)
+    assert select_unfrozen(base, len(weighted) + 1) == tuple(weighted)
     assert select_unfrozen(base, "all") == tuple(weighted)
     assert select_unfrozen(base, "block_16_expand") == (
         "block_16_expand", "block_16_depthwise", "block_16_project", "Conv_1")
     with pytest.raises(ValueError, match="no layer named 'block_16_expnd'"):
         select_unfrozen(base, "block_16_expnd")
+
+
+def test_callers_model_is_neither_changed_nor_shared(colours):
+    X, y = colours
+    model = small_cnn()
+    weights = [w.copy() for w in model.get_weights()]
+    clf = classifier(backbone=model, unfreeze=0, head_epochs=1).fit(X, y)
+    assert model.trainable and all(layer.trainable for layer in model.layers)
+    assert clf._trained.base is not model
+    model.set_weights([w + 1 for w in weights])  # the user changes their model later
+    for a, b in zip(clf._trained.base.get_weights(), weights):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_unfreeze_zero_or_no_epochs_skip_phase_two(colours):

@@ -210,6 +210,40 @@ def test_custom_model_and_callable_backbones():
     assert by_callable.get_feature_names_out()[0] == "tiny_image_model_avg_0"
 
 
+def test_clones_with_a_model_backbone_share_one_network():
+    from sklearn.base import clone
+
+    X = np.zeros((2, 16, 16, 3), np.uint8)
+    transformer = PretrainedFeatureTransformer(tiny_image_model(), input_size=16)
+    transformer.transform(X)
+    before = cache_info()["base_builds"]
+    for _ in range(3):
+        clone(transformer).transform(X)  # clone deep-copies the model
+    assert cache_info()["base_builds"] == before
+
+
+def test_seeded_builds_in_threads_restore_the_random_state():
+    import threading
+    import time
+
+    from skptm._networks import seeded_python_random
+
+    random.seed(42)
+    expected = random.getstate()
+
+    def build(seed):
+        with seeded_python_random(seed):
+            random.random()
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=build, args=(seed,)) for seed in (1, 2, 3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert random.getstate() == expected
+
+
 def test_custom_backbone_needs_an_input_size():
     with pytest.raises(ValueError, match="input_size"):
         PretrainedFeatureTransformer(tiny_image_model).fit(None)

@@ -125,6 +125,11 @@ def test_resize_policies(resize):
     assert make(resize=resize).transform(X).shape == (2, 1280)
 
 
+def test_image_read_error_survives_pickling():
+    error = pickle.loads(pickle.dumps(ImageReadError(3, "a.jpg", "OSError: truncated")))
+    assert (error.index, error.path) == (3, "a.jpg") and "index 3 ('a.jpg')" in str(error)
+
+
 def test_unreadable_item_names_index_and_path(extractor, image_dir, good_paths):
     bad = image_dir / "truncated.jpg"
     X = [good_paths[0], good_paths[1], bad, good_paths[2]]
@@ -162,6 +167,7 @@ def test_bad_item_in_a_stack_is_named():
         (np.zeros((4, 10)), "2-D table"),
         (np.zeros((2, 8, 8, 5)), "channels"),
         ("a.jpg", "single path"),
+        (np.zeros((8, 8, 3), np.uint8), r"one RGB\(A\) image.*X\[None\]"),
         (42, "Unsupported input"),
     ],
 )
