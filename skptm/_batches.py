@@ -256,12 +256,17 @@ def _warn_if_unit_range(images):
 
 
 def default_n_threads(n_jobs=None) -> int:
-    """Decoding threads for ``n_jobs`` (``None``: up to 8, one per core)."""
+    """Decoding threads for ``n_jobs``.
+
+    ``None``: one per usable core (``joblib.cpu_count``, which respects
+    container CPU limits), at most 8; otherwise joblib's meaning
+    (``-1`` all cores, ``-2`` all but one, ...).
+    """
+    import joblib
+
     if n_jobs is None:
-        return max(1, min(8, os.cpu_count() or 1))
-    if n_jobs < 0:
-        return max(1, (os.cpu_count() or 1) + 1 + n_jobs)
-    return max(1, n_jobs)
+        return max(1, min(8, joblib.cpu_count()))
+    return max(1, joblib.effective_n_jobs(n_jobs))
 
 
 def stream_batches(source, batch_size: int, n_jobs=None):

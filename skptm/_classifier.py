@@ -16,12 +16,15 @@ from ._finetuned_base import PARAMETERS_DOC, BaseFineTuned
 class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
     __doc__ = f"""Fine-tune a pretrained image network as a classifier.
 
-    ``fit`` runs the Keras transfer-learning recipe: phase 1 trains a new
-    head (pooling, optional hidden layers, dropout, softmax) on the frozen
-    backbone, on features computed once when there is no augmentation;
-    phase 2 recompiles, unfreezes the top ``unfreeze`` layers and trains
-    them with the head at ``finetune_learning_rate``. BatchNormalization
-    layers stay frozen, in inference mode, throughout.
+    ``fit`` is a linear probe, then fine-tuning (LP-FT): phase 1 computes
+    the frozen backbone's pooled features once and fits the new head to
+    convergence on them (multinomial ``LogisticRegression`` on standardised
+    features for a linear head, copied into the Keras head); phase 2 starts
+    from that head, unfreezes the top ``unfreeze`` layers and trains them
+    with the head at ``finetune_learning_rate`` on the images. With a
+    validation split, the best weights by validation loss are kept, the
+    head-only model included. BatchNormalization layers stay frozen, in
+    inference mode, throughout.
 
     The output layer is a softmax over ``classes_`` for every number of
     classes, two included, trained with (weighted) cross-entropy.
@@ -39,12 +42,16 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
     classes_ : ndarray of shape (n_classes,)
         The sorted class labels.
     model_ : keras.Model
-        The fine-tuned network: raw RGB in 0-255 to class probabilities.
+        The fine-tuned network: raw RGB in 0-255 to class probabilities. It
+        holds its own copy of the backbone: training or changing it never
+        changes what other estimators compute.
     unfrozen_layers_ : list of str
         The backbone layers trained in phase 2.
     history_ : dict
         ``{{"head": {{...}}, "finetune": {{...}}}}``: per-epoch ``loss`` and
         ``accuracy`` (and ``val_loss``, ``val_accuracy`` with a hold-out).
+        A linear head is solved exactly and has one entry: the converged
+        probe.
     n_epochs_ : dict
         Epochs each phase ran: ``{{"head": int, "finetune": int}}``.
     n_features_in_ : int
@@ -64,6 +71,8 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
     array(['cat', 'dog'], dtype='<U3')
     >>> clf.predict_proba(X[:2]).shape
     (2, 2)
+    >>> clf.transform(X[:2]).shape  # the fine-tuned backbone's pooled features
+    (2, 1280)
     """
 
     _parameter_constraints: dict = {
@@ -71,9 +80,6 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
         "class_weight": [dict, StrOptions({"balanced"}), None],
     }
 
-    _output_activation = "softmax"
-    _loss = "sparse_categorical_crossentropy"
-    _metrics = ["accuracy"]
     _stratify_split = True
 
     def __init__(
@@ -88,7 +94,7 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
         hidden_units=(),
         dropout=0.2,
         learning_rate=1e-3,
-        head_epochs=10,
+        head_epochs=200,
         unfreeze=20,
         finetune_learning_rate=1e-5,
         finetune_epochs=5,
@@ -137,6 +143,14 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
                     )
             class_factor = compute_sample_weight(self.class_weight, y)
         return encoded, {"classes_": encoder.classes_, "_n_outputs": len(encoder.classes_)}, class_factor
+
+    def _task(self, fitted):
+        from ._finetune import Task
+
+        return Task(
+            n_outputs=fitted["_n_outputs"], activation="softmax",
+            loss="sparse_categorical_crossentropy", metrics=("accuracy",), classification=True,
+        )
 
     def predict_proba(self, X):
         """Class probabilities, one row per image, columns in ``classes_`` order.

@@ -13,7 +13,6 @@ import numpy as np
 
 from ._batches import as_source, stream_batches
 from ._images import ImageReader
-from ._progress import Progress
 
 
 class ImageReadWarning(UserWarning):
@@ -52,27 +51,27 @@ def extract_features(
         ``"nan"``: its row is NaN, and one :class:`ImageReadWarning` lists
         every failed item at the end.
     verbose : int
-        ``>= 1`` draws a progress bar with images per second on stderr.
+        ``>= 1`` draws a progress bar with images per second (``tqdm``: a
+        widget in notebooks, text on a terminal).
 
     Returns
     -------
     features : ndarray of shape (n_items, n_features), float32
     """
+    from tqdm.auto import tqdm
+
     n = len(source)
     features = np.empty((n, network.n_features), dtype=np.float32)
     failures = []
-    progress = Progress(n) if verbose and n else None
-    for batch in stream_batches(source, batch_size, n_jobs):
-        if batch.failures and on_error == "raise":
-            raise batch.failures[0].error() from batch.failures[0].cause
-        features[batch.start : batch.stop] = network.predict(batch.data)
-        for failure in batch.failures:
-            features[failure.index] = np.nan
-        failures.extend(batch.failures)
-        if progress is not None:
+    with tqdm(total=n, unit=" images", disable=not (verbose and n)) as progress:
+        for batch in stream_batches(source, batch_size, n_jobs):
+            if batch.failures and on_error == "raise":
+                raise batch.failures[0].error() from batch.failures[0].cause
+            features[batch.start : batch.stop] = predict_padded(network, batch.data, batch_size)
+            for failure in batch.failures:
+                features[failure.index] = np.nan
+            failures.extend(batch.failures)
             progress.update(batch.stop - batch.start)
-    if progress is not None:
-        progress.close()
     if failures:
         listing = "; ".join(failure.summary() for failure in failures)
         warnings.warn(
@@ -82,3 +81,19 @@ def extract_features(
             stacklevel=3,
         )
     return features
+
+
+def predict_padded(network, data, batch_size):
+    """``network.predict`` on a batch padded with zeros to ``batch_size`` rows.
+
+    Every batch then has the same shape, so the network runs one compiled
+    function (no retracing for a last partial batch or a new fold size) and
+    a row's output does not depend on how many rows it was computed with:
+    predicting a subset, or the rows in another order, gives the same
+    numbers as predicting them all at once.
+    """
+    n = len(data)
+    if n < batch_size:
+        padding = np.zeros((batch_size - n, *data.shape[1:]), dtype=data.dtype)
+        data = np.concatenate([data, padding])
+    return network.predict(data)[:n]

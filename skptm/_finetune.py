@@ -1,15 +1,21 @@
 """The one two-phase training core behind FineTunedClassifier and FineTunedRegressor.
 
-The recipe is the Keras transfer-learning guide's, done right:
+Linear probing, then fine-tuning (LP-FT; Kumar et al., "Fine-Tuning can
+Distort Pretrained Features and Underperform Out-of-Distribution", ICLR 2022):
 
-1. **Head phase.** The whole backbone is frozen and a new head (optional
-   hidden ``Dense`` layers, ``Dropout``, output layer) is trained with Adam.
-   Without augmentation the frozen backbone gives the same output every
-   epoch, so the pooled features are computed once, by the transformer's
-   extraction loop, and the head trains on them: epochs cost nothing.
-2. **Fine-tuning phase.** The model is recompiled with a lower learning rate
-   and the top ``unfreeze`` layers of the backbone train with the head, on
-   image batches streamed from disk.
+1. **Head phase (linear probe).** The backbone is frozen, so its pooled
+   features are computed once, by the transformer's extraction loop. The new
+   head is brought to convergence on them: a linear head is solved by
+   scikit-learn on standardised features (:mod:`skptm._heads`); a head with
+   hidden layers trains with Adam until its loss stops improving.
+2. **Fine-tuning phase.** Starting from that converged head, the model is
+   recompiled at a lower learning rate and the top ``unfreeze`` layers of the
+   backbone train with the head, on image batches streamed from the source
+   (augmented, if asked). Since the gradients reaching the backbone come from
+   a head that already fits, they adapt the pretrained features instead of
+   scrambling them. With a validation split the weights with the lowest
+   validation loss are kept, the head-only model included: fine-tuning never
+   leaves the model worse on held-out data than phase 1 did.
 
 BatchNormalization layers are never unfrozen and always run in inference
 mode (the backbone is called with ``training=False``), so their moving
@@ -22,25 +28,54 @@ assigned once both phases have finished (see ``BaseFineTuned.fit``).
 
 from __future__ import annotations
 
+import copy
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import keras
 import numpy as np
+from sklearn.utils import check_random_state
 
-from ._batches import ArraySource, TableSource
+from ._batches import ArraySource, TableSource, default_n_threads
 from ._features import extract_features, make_source
+from ._heads import (
+    HEAD_PATIENCE,
+    FixedAffine,
+    build_head,
+    fit_linear_probe,
+    set_output_affine,
+    set_standardization,
+)
 from ._networks import (
     FeatureNetwork,
     ImagePreprocessing,
     fingerprint,
     get_feature_network,
-    get_layer,
     global_pool,
+    private_copy,
     quiet_retracing_warnings,
     seeded_python_random,
 )
+from ._unfreeze import layer_at, select_unfrozen, set_trainable
 
 LIGHT_AUGMENTATION = "light"
+
+
+@dataclass(frozen=True)
+class Task:
+    """What the estimator asks of the training core.
+
+    ``output_affine`` is ``(scale, offset)`` for a regressor trained on
+    standardised targets: the model it returns maps back to the targets'
+    units. ``None`` for a classifier.
+    """
+
+    n_outputs: int
+    activation: str | None
+    loss: str
+    metrics: tuple
+    classification: bool
+    output_affine: tuple | None = None
 
 
 # -- the model ------------------------------------------------------------------------
@@ -48,27 +83,24 @@ LIGHT_AUGMENTATION = "light"
 
 @dataclass
 class TrainedModel:
-    """A fine-tuned model and the names needed to rebuild or slim it down."""
+    """A fine-tuned model, its parts, and the paths needed to rebuild or slim it down."""
 
-    model: object  # keras.Model: raw input -> outputs
+    model: object  # keras.Model: raw input -> predictions in the targets' units
+    trainee: object  # keras.Model: raw input -> what the loss sees (standardised targets)
+    features: object  # keras.Model: raw input -> pooled backbone features (transform)
     base: object  # the private backbone copy inside ``model``
     head: object  # keras.Sequential on pooled features
-    unfrozen: tuple  # names of the backbone layers trained in phase 2
+    unfrozen: tuple  # paths of the backbone layers trained in phase 2
 
 
-def build_model(network: FeatureNetwork, pooling, head, augment, seed, *, copy_base):
-    """A trainable model: [augment] -> preprocessing -> backbone -> pool -> head.
+def build_model(network: FeatureNetwork, pooling, head, augment, seed, task: Task) -> TrainedModel:
+    """[augment] -> preprocessing -> private backbone copy -> pool -> head [-> target scale].
 
-    With ``copy_base`` the backbone is a private copy of ``network.base``
-    (same weights), to be unfrozen and trained without touching the
-    per-process cache. Without it, the cached backbone is shared: it is
-    frozen, so training the head leaves it as it is, and no copy is paid for.
+    The backbone is always a private copy of ``network.base`` (same
+    weights): training it, or anything a user does to ``model_``, never
+    touches the per-process cache that transformers share.
     """
-    if copy_base:
-        base = keras.models.clone_model(network.base)
-        base.set_weights(network.base.get_weights())
-    else:
-        base = network.base
+    base = private_copy(network.base)
     base.trainable = False
     if network.takes_images:
         inputs = keras.Input((*network.input_size, 3), name="rgb_0_255")
@@ -78,22 +110,19 @@ def build_model(network: FeatureNetwork, pooling, head, augment, seed, *, copy_b
             x = augmentation(x)
         if network.preprocessing != "none":
             x = ImagePreprocessing(network.preprocessing, name="preprocessing")(x)
-        x, _ = global_pool(base(x, training=False), pooling)
+        pooled, _ = global_pool(base(x, training=False), pooling)
     else:
         inputs = keras.Input((network.n_input_features,), name="table")
-        x = base(inputs, training=False)
-    model = keras.Model(inputs, head(x), name="skptm_finetuned")
-    return base, model
-
-
-def build_head(n_features, hidden_units, dropout, n_outputs, activation, seed):
-    layers = [keras.Input((n_features,))]
-    for i, units in enumerate(hidden_units):
-        layers.append(keras.layers.Dense(units, activation="relu", name=f"head_dense_{i}"))
-    if dropout:
-        layers.append(keras.layers.Dropout(dropout, seed=seed, name="head_dropout"))
-    layers.append(keras.layers.Dense(n_outputs, activation=activation, name="head_output"))
-    return keras.Sequential(layers, name="head")
+        pooled = base(inputs, training=False)
+    outputs = head(pooled)
+    trainee = keras.Model(inputs, outputs, name="skptm_finetuned")
+    model = trainee
+    if task.output_affine is not None:
+        target_scale = FixedAffine(task.n_outputs, name="target_scale")
+        model = keras.Model(inputs, target_scale(outputs), name="skptm_finetuned")
+        set_output_affine(target_scale, *task.output_affine)
+    features = keras.Model(inputs, pooled, name="skptm_finetuned_features")
+    return TrainedModel(model, trainee, features, base, head, ())
 
 
 def make_augmentation(augment, seed):
@@ -113,35 +142,6 @@ def make_augmentation(augment, seed):
             name="augmentation",
         )
     return augment
-
-
-def select_unfrozen(base, unfreeze) -> tuple:
-    """Names of the backbone layers to train in phase 2.
-
-    ``unfreeze``: an int N (the top N layers that carry weights, not counting
-    BatchNormalization), ``"all"``, or the name of the lowest layer to
-    unfreeze (it and every weighted layer above it).
-    """
-    candidates = [
-        layer
-        for layer in base.layers
-        if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)
-    ]
-    if isinstance(unfreeze, str) and unfreeze != "all":
-        lowest = base.layers.index(get_layer(base, unfreeze, parameter="unfreeze"))
-        position = {layer.name: i for i, layer in enumerate(base.layers)}
-        return tuple(layer.name for layer in candidates if position[layer.name] >= lowest)
-    if unfreeze == "all":
-        return tuple(layer.name for layer in candidates)
-    return tuple(layer.name for layer in candidates[max(0, len(candidates) - unfreeze) :]) if unfreeze else ()
-
-
-def set_trainable(base, names) -> None:
-    """Make exactly ``names`` trainable in ``base``; BatchNormalization stays frozen."""
-    base.trainable = bool(names)
-    chosen = set(names)
-    for layer in base.layers:
-        layer.trainable = layer.name in chosen
 
 
 # -- data ----------------------------------------------------------------------------------
@@ -202,108 +202,154 @@ class StreamedBatches(keras.utils.PyDataset):
         self.order = self._new_order()
 
 
+class KeepBest(keras.callbacks.Callback):
+    """Keep the trainable weights with the lowest ``monitor``, and restore them.
+
+    With a ``baseline`` (the head-only model's validation loss), the starting
+    weights are a candidate too, so training can only improve the monitored
+    loss. With ``patience``, training stops after that many epochs without
+    improvement.
+    """
+
+    def __init__(self, monitor, baseline=None, patience=None):
+        super().__init__()
+        self.monitor = monitor
+        self.baseline = baseline
+        self.patience = patience
+
+    def _snapshot(self):
+        return [keras.ops.convert_to_numpy(v) for v in self.model.trainable_variables]
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.best_epoch = None
+        self.best = np.inf if self.baseline is None else self.baseline
+        self.best_weights = None if self.baseline is None else self._snapshot()
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and np.isfinite(value) and value < self.best:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            self.best_weights = self._snapshot()
+            return
+        self.wait += 1
+        if self.patience is not None and self.wait >= self.patience:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            for variable, value in zip(self.model.trainable_variables, self.best_weights, strict=True):
+                variable.assign(value)
+
+
 # -- the two phases ------------------------------------------------------------------------
 
 
-def train(
-    params,
-    X,
-    targets,
-    sample_weight,
-    *,
-    n_outputs,
-    activation,
-    loss,
-    metrics,
-    validation_split,
-    callbacks,
-):
+def train(params, X, targets, sample_weight, *, task: Task, validation_split, callbacks):
     """Run both phases and return ``(TrainedModel, history, n_epochs, network)``.
 
-    ``params`` is the estimator's parameter dict. ``validation_split`` is a
-    function ``(n_samples, rng_seed) -> (train_idx, val_idx or None)``.
+    ``params`` is the estimator's parameter dict; ``targets`` are class
+    indices, or standardised values for a regressor (``task.output_affine``
+    maps back). ``validation_split`` is a function ``(n_samples, seed) ->
+    (train_idx, val_idx or None)``.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from ._batches import default_n_threads
-
-    seed = _seed(params["random_state"])
+    seed = derive_seed(params["random_state"])
     network = feature_network(params)
     source = make_source(network, X, resize=params["resize"], interpolation=params["interpolation"])
     n = len(source)
     if n != len(targets):
         raise ValueError(f"X has {n} items but y has {len(targets)}.")
     train_idx, val_idx = validation_split(n, seed)
-    history, n_epochs = {}, {}
-
     unfrozen = select_unfrozen(network.base, params["unfreeze"]) if params["finetune_epochs"] else ()
     with seeded_python_random(seed):  # Keras draws default initializer seeds from it
         head = build_head(
-            network.n_features, params["hidden_units"], params["dropout"], n_outputs, activation, seed
+            network.n_features, params["hidden_units"], params["dropout"], task.n_outputs,
+            task.activation, seed,
         )
-        base, model = build_model(
-            network, params["pooling"], head, params["augment"], seed, copy_base=bool(unfrozen)
-        )
+        trained = build_model(network, params["pooling"], head, params["augment"], seed, task)
+    trained.unfrozen = unfrozen
     batch_size = params["batch_size"]
+    history, n_epochs = {}, {}
 
     with ThreadPoolExecutor(default_n_threads(params["n_jobs"]), thread_name_prefix="skptm-train") as pool:
 
-        def data(inputs, indices, shuffle):
+        def batches(inputs, indices, shuffle):
             return StreamedBatches(
-                inputs, indices, targets, sample_weight, batch_size,
-                shuffle=shuffle, seed=seed, pool=pool,
+                inputs, indices, targets, sample_weight, batch_size, shuffle=shuffle, seed=seed, pool=pool
             )
 
-        def fit_phase(name, trainee, inputs, epochs, learning_rate):
+        def fit_phase(name, trainee, inputs, epochs, learning_rate, keep_best):
             trainee.compile(
-                optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics
+                optimizer=keras.optimizers.Adam(learning_rate), loss=task.loss, metrics=list(task.metrics)
             )
-            validation = data(inputs, val_idx, False) if val_idx is not None else None
-            phase_callbacks = list(callbacks or [])
-            if params["early_stopping"]:
-                phase_callbacks.append(
-                    keras.callbacks.EarlyStopping(
-                        monitor="val_loss" if validation is not None else "loss",
-                        patience=params["patience"],
-                        restore_best_weights=True,
-                    )
-                )
+            # Keras attaches the model to every callback: give it copies, so
+            # that the user's callbacks (an estimator parameter) never hold a
+            # trained model. State they record in shared lists stays visible.
+            phase_callbacks = [copy.copy(callback) for callback in callbacks or ()]
+            phase_callbacks.append(keep_best)
             with quiet_retracing_warnings():
                 result = trainee.fit(
-                    data(inputs, train_idx, True),
-                    validation_data=validation,
+                    batches(inputs, train_idx, True),
+                    validation_data=batches(inputs, val_idx, False) if val_idx is not None else None,
                     epochs=epochs,
                     shuffle=False,
                     callbacks=phase_callbacks,
                     verbose=2 if params["verbose"] >= 2 else 0,
                 )
-            history[name] = {key: [float(v) for v in values] for key, values in result.history.items()}
+            history[name] = _as_floats(result.history)
             n_epochs[name] = len(result.history.get("loss", []))
 
-        # Phase 1: head on a frozen backbone.
-        if params["head_epochs"]:
-            if params["augment"] is None:
-                features = extract_features(
-                    network, source, batch_size=batch_size, n_jobs=params["n_jobs"],
-                    verbose=params["verbose"],
-                )
-                fit_phase("head", head, features, params["head_epochs"], params["learning_rate"])
-            else:
-                fit_phase("head", model, source, params["head_epochs"], params["learning_rate"])
-        else:
+        def evaluate(model, inputs, indices):
+            with quiet_retracing_warnings():
+                return model.evaluate(batches(inputs, indices, False), verbose=0, return_dict=True)
+
+        monitor = "val_loss" if val_idx is not None else "loss"
+
+        # Phase 1: the head on features computed once.
+        features = extract_features(
+            network, source, batch_size=batch_size, n_jobs=params["n_jobs"], verbose=params["verbose"]
+        )
+        set_standardization(head, features[train_idx], sample_weight[train_idx])
+        if not params["head_epochs"]:
             history["head"], n_epochs["head"] = {}, 0
+        elif params["hidden_units"]:
+            keep_best = KeepBest(monitor, patience=HEAD_PATIENCE)
+            fit_phase("head", head, features, params["head_epochs"], params["learning_rate"], keep_best)
+        else:
+            fit_linear_probe(
+                head, features[train_idx], targets[train_idx], sample_weight[train_idx],
+                classification=task.classification, seed=seed,
+            )
+            head.compile(loss=task.loss, metrics=list(task.metrics))
+            history["head"] = {key: [float(value)] for key, value in evaluate(head, features, train_idx).items()}
+            if val_idx is not None:
+                validation = evaluate(head, features, val_idx)
+                history["head"].update({f"val_{key}": [float(value)] for key, value in validation.items()})
+            n_epochs["head"] = 1
 
         # Phase 2: unfreeze the top layers, recompile, train at a lower rate.
         if unfrozen:
-            set_trainable(base, unfrozen)
-            fit_phase(
-                "finetune", model, source, params["finetune_epochs"], params["finetune_learning_rate"]
+            baseline = None
+            if val_idx is not None:  # the head-only model is a candidate
+                head.compile(loss=task.loss)
+                baseline = evaluate(head, features, val_idx)["loss"]
+            keep_best = KeepBest(
+                monitor, baseline=baseline, patience=params["patience"] if params["early_stopping"] else None
             )
-            set_trainable(base, ())
+            set_trainable(trained.base, unfrozen)
+            fit_phase(
+                "finetune", trained.trainee, source, params["finetune_epochs"],
+                params["finetune_learning_rate"], keep_best,
+            )
+            set_trainable(trained.base, ())
         else:
             history["finetune"], n_epochs["finetune"] = {}, 0
 
-    return TrainedModel(model, base, head, unfrozen), history, n_epochs, network
+    return trained, history, n_epochs, network
+
+
+def _as_floats(history):
+    return {key: [float(value) for value in values] for key, values in history.items()}
 
 
 def feature_network(params) -> FeatureNetwork:
@@ -317,29 +363,39 @@ def feature_network(params) -> FeatureNetwork:
     )
 
 
-def _seed(random_state):
-    if random_state is None:
-        return int(np.random.default_rng().integers(0, 2**31 - 1))
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(0, 2**31 - 1))
-    return int(random_state)
+def derive_seed(random_state) -> int:
+    """One integer seed for every random part of a fit, from ``random_state``."""
+    return int(check_random_state(random_state).randint(0, 2**31 - 1))
 
 
-def predict_outputs(trained: TrainedModel, network: FeatureNetwork, X, params):
-    """Run the trained model over ``X`` with the transformer's extraction loop."""
-    runner = FeatureNetwork(
-        trained.model,
-        trained.base,
-        network.takes_images,
-        network.input_size,
-        network.n_input_features,
-        tuple(f"out_{i}" for i in range(trained.model.outputs[0].shape[-1])),
-        network.preprocessing,
+# -- using a trained model -------------------------------------------------------------------
+
+
+def _runner(model, network: FeatureNetwork, feature_names) -> FeatureNetwork:
+    return FeatureNetwork(
+        model, network.base, network.takes_images, network.input_size, network.n_input_features,
+        tuple(feature_names), network.preprocessing,
     )
+
+
+def predict_outputs(trained: TrainedModel, network: FeatureNetwork, X, params, on_error="raise"):
+    """What the loss sees for ``X`` (probabilities, or standardised targets), by
+    the transformer's extraction loop; the regressor maps them back in float64."""
+    names = [f"out_{i}" for i in range(trained.trainee.outputs[0].shape[-1])]
+    return _run(_runner(trained.trainee, network, names), X, params, on_error).astype(np.float64)
+
+
+def transform_features(trained: TrainedModel, network: FeatureNetwork, X, params, on_error="raise"):
+    """The pooled features of the fine-tuned backbone: what the head sees."""
+    return _run(_runner(trained.features, network, network.feature_names), X, params, on_error)
+
+
+def _run(runner, X, params, on_error):
     source = make_source(runner, X, resize=params["resize"], interpolation=params["interpolation"])
     return extract_features(
-        runner, source, batch_size=params["batch_size"], n_jobs=params["n_jobs"], verbose=params["verbose"]
-    ).astype(np.float64)
+        runner, source, batch_size=params["batch_size"], n_jobs=params["n_jobs"], on_error=on_error,
+        verbose=params["verbose"],
+    )
 
 
 # -- slim pickles ------------------------------------------------------------------------------
@@ -347,16 +403,15 @@ def predict_outputs(trained: TrainedModel, network: FeatureNetwork, X, params):
 
 def export_state(trained: TrainedModel, network: FeatureNetwork) -> dict:
     """What a pickle needs: the weights training changed, and the base's fingerprint."""
-    base_layers = {name: trained.base.get_layer(name).get_weights() for name in trained.unfrozen}
     return {
         "head": trained.head.get_weights(),
         "unfrozen": trained.unfrozen,
-        "unfrozen_weights": base_layers,
+        "unfrozen_weights": {path: layer_at(trained.base, path).get_weights() for path in trained.unfrozen},
         "base_fingerprint": fingerprint(network.base),
     }
 
 
-def import_state(state: dict, params, n_outputs, activation) -> tuple[TrainedModel, FeatureNetwork]:
+def import_state(state: dict, params, task: Task) -> tuple[TrainedModel, FeatureNetwork]:
     """Rebuild a trained model from :func:`export_state` output and parameters."""
     network = feature_network(params)
     found = fingerprint(network.base)
@@ -370,13 +425,12 @@ def import_state(state: dict, params, n_outputs, activation) -> tuple[TrainedMod
     seed = 0
     with seeded_python_random(seed):
         head = build_head(
-            network.n_features, params["hidden_units"], params["dropout"], n_outputs, activation, seed
+            network.n_features, params["hidden_units"], params["dropout"], task.n_outputs,
+            task.activation, seed,
         )
-        base, model = build_model(
-            network, params["pooling"], head, params["augment"], seed,
-            copy_base=bool(state["unfrozen"]),
-        )
+        trained = build_model(network, params["pooling"], head, params["augment"], seed, task)
     head.set_weights(state["head"])
-    for name, weights in state["unfrozen_weights"].items():
-        base.get_layer(name).set_weights(weights)
-    return TrainedModel(model, base, head, tuple(state["unfrozen"])), network
+    for path, weights in state["unfrozen_weights"].items():
+        layer_at(trained.base, path).set_weights(weights)
+    trained.unfrozen = tuple(state["unfrozen"])
+    return trained, network

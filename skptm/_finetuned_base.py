@@ -7,9 +7,9 @@ import os
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, _fit_context
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._images import INTERPOLATIONS, RESIZE_POLICIES
 
@@ -46,11 +46,18 @@ PARAMETERS_DOC = """
         Dropout rate before the output layer (training only).
 
     learning_rate : float, default=1e-3
-        Adam's learning rate in phase 1 (head only).
+        Adam's learning rate for a head with ``hidden_units`` in phase 1. A
+        linear head (the default) is solved exactly by scikit-learn and does
+        not use it.
 
-    head_epochs : int, default=10
-        Maximum epochs of phase 1. Without augmentation this phase trains on
-        features computed once, so its epochs are nearly free.
+    head_epochs : int, default=200
+        Phase 1 trains the head on the backbone's features, computed once, to
+        convergence: a linear head is solved by scikit-learn on standardised
+        features (``LogisticRegression`` / ``RidgeCV``); a head with
+        ``hidden_units`` trains with Adam for at most ``head_epochs`` epochs,
+        stopping once its loss (validation loss with a hold-out) has not
+        improved for 10 epochs. ``0`` skips phase 1: the head starts from its
+        random initialisation.
 
     unfreeze : int, "all" or str, default=20
         Backbone layers trained in phase 2: the top N layers that carry
@@ -66,31 +73,40 @@ PARAMETERS_DOC = """
         Maximum epochs of phase 2; ``0`` skips it.
 
     augment : None, "light" or keras layer, default=None
-        Data augmentation, applied only while training: ``"light"`` is a
+        Data augmentation, applied only while fine-tuning (phase 2; phase 1
+        fits the head on the un-augmented features): ``"light"`` is a
         horizontal flip, a small rotation, zoom and contrast change; a Keras
         layer or ``Sequential`` of your own works too.
 
     validation_fraction : float or None, default=None
         Fraction of the training data held out (stratified for
-        classification) to report validation metrics in ``history_`` and to
-        drive early stopping. ``None`` holds out nothing.
+        classification). Phase 2 then keeps the weights with the lowest
+        validation loss, the head-only model of phase 1 included, so
+        fine-tuning never leaves the validation loss worse than phase 1
+        did; ``history_`` reports validation metrics. ``None`` holds out
+        nothing and phase 2 keeps its last weights.
 
     early_stopping : bool, default=False
-        Stop a phase when the validation loss (or the training loss without
-        a hold-out) has not improved for ``patience`` epochs; the best
-        weights of the phase are restored.
+        Stop phase 2 when the validation loss (or, without a hold-out, the
+        training loss) has not improved for ``patience`` epochs, and restore
+        the best weights.
 
     patience : int, default=3
-        Epochs without improvement before stopping.
+        Epochs without improvement before phase 2 stops.
 
     batch_size : int, default=32
         Images per training step and per prediction batch.
 
     callbacks : list of keras.callbacks.Callback or None, default=None
-        Extra Keras callbacks, run in both phases.
+        Extra Keras callbacks, run in every phase that Keras trains (phase 2,
+        and phase 1 for a head with ``hidden_units``). Each phase gets a
+        shallow copy of each callback, so the objects you pass never hold a
+        trained model after ``fit`` (nor inside a clone or a pickle); what
+        they record in their own lists or dicts stays visible to you.
 
     n_jobs : int or None, default=None
-        Image-decoding threads.
+        Image-decoding threads: ``None`` one per core, up to 8; ``-1`` all
+        cores.
 
     random_state : int, RandomState or None, default=None
         Seeds weight initialisation, dropout, shuffling, the validation
@@ -103,13 +119,13 @@ PARAMETERS_DOC = """
 """
 
 
-class BaseFineTuned(BaseEstimator):
+class BaseFineTuned(TransformerMixin, BaseEstimator):
     """Shared machinery of FineTunedClassifier and FineTunedRegressor.
 
     Subclasses define ``_prepare_targets(y, n) -> (targets, fitted
-    attributes, per-sample class weights or None)``, ``_loss``,
-    ``_metrics``, ``_output_activation``, ``_stratify_split`` and the
-    prediction methods.
+    attributes, per-sample class weights or None)``, ``_task(fitted) ->
+    Task`` (what the training core needs to know), ``_stratify_split`` and
+    the prediction methods.
     """
 
     _parameter_constraints: dict = {
@@ -150,7 +166,7 @@ class BaseFineTuned(BaseEstimator):
         hidden_units=(),
         dropout=0.2,
         learning_rate=1e-3,
-        head_epochs=10,
+        head_epochs=200,
         unfreeze=20,
         finetune_learning_rate=1e-5,
         finetune_epochs=5,
@@ -226,18 +242,17 @@ class BaseFineTuned(BaseEstimator):
                 X, y = validate_data(self, X, y, dtype=np.float32, multi_output=True, y_numeric=False)
                 n = X.shape[0]
             targets, fitted, class_factor = self._prepare_targets(y, n)
-            weights = _sample_weights(sample_weight, n)
+            weights = _check_sample_weight(sample_weight, range(n), dtype=np.float32, ensure_non_negative=True)
             if class_factor is not None:
                 weights = weights * class_factor.astype(np.float32)
+            if not weights.any():
+                raise ValueError("The sample weights are zero for every sample: there is nothing to learn from.")
             trained, history, n_epochs, network = train(
                 self.get_params(),
                 X,
                 targets,
                 weights,
-                n_outputs=fitted["_n_outputs"],
-                activation=self._output_activation,
-                loss=self._loss,
-                metrics=self._metrics,
+                task=self._task(fitted),
                 validation_split=lambda n_items, seed: self._split(n_items, targets, seed),
                 callbacks=self.callbacks,
             )
@@ -274,13 +289,54 @@ class BaseFineTuned(BaseEstimator):
 
     # -- predicting ------------------------------------------------------------------
 
-    def _outputs(self, X):
-        from ._finetune import predict_outputs
-
+    def _check_input(self, X):
         check_is_fitted(self, "model_")
         if not self._network.takes_images:
             X = validate_data(self, X, dtype=np.float32, reset=False)
+        return X
+
+    def _outputs(self, X):
+        """What the trained model's loss sees: probabilities, or standardised targets."""
+        from ._finetune import predict_outputs
+
+        X = self._check_input(X)
         return predict_outputs(self._trained, self._network, X, self.get_params())
+
+    def transform(self, X):
+        """The pooled features of the fine-tuned backbone: what the head sees.
+
+        The same kind of features as :class:`~skptm.PretrainedFeatureTransformer`
+        gives, from the adapted network, for ``KMeans``, t-SNE or nearest
+        neighbours.
+
+        Parameters
+        ----------
+        X : images
+            Any form the transformer accepts; never augmented.
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features), float32
+        """
+        from ._finetune import transform_features
+
+        X = self._check_input(X)
+        return transform_features(self._trained, self._network, X, self.get_params())
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the features :meth:`transform` returns, as the transformer's.
+
+        Parameters
+        ----------
+        input_features : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self, "model_")
+        return np.asarray(self._network.feature_names, dtype=object)
 
     # -- pickling: parameters + the weights training changed ---------------------------
 
@@ -299,9 +355,7 @@ class BaseFineTuned(BaseEstimator):
         if trained_state is not None:
             from ._finetune import import_state
 
-            self._trained, self._network = import_state(
-                trained_state, self.get_params(), self._n_outputs, self._output_activation
-            )
+            self._trained, self._network = import_state(trained_state, self.get_params(), self._task(state))
             self.model_ = self._trained.model
 
     def __sklearn_tags__(self):
@@ -309,6 +363,7 @@ class BaseFineTuned(BaseEstimator):
         takes_table = self._takes_table()
         tags.input_tags.two_d_array = takes_table
         tags.input_tags.three_d_array = not takes_table
+        tags.transformer_tags.preserves_dtype = ["float32"] if takes_table else []
         tags.non_deterministic = self.random_state is None
         return tags
 
@@ -316,15 +371,3 @@ class BaseFineTuned(BaseEstimator):
         from ._networks import backbone_takes_table
 
         return backbone_takes_table(self.backbone, weights=self.weights, input_size=self.input_size)
-
-def _sample_weights(sample_weight, n):
-    if sample_weight is None:
-        return np.ones(n, dtype=np.float32)
-    weights = np.asarray(sample_weight, dtype=np.float32).reshape(-1)
-    if weights.shape != (n,):
-        raise ValueError(f"sample_weight has {weights.shape[0]} values for {n} samples.")
-    if (weights < 0).any() or not np.isfinite(weights).all():
-        raise ValueError("sample_weight must be finite and non-negative.")
-    if not weights.any():
-        raise ValueError("sample_weight is zero for every sample: there is nothing to learn from.")
-    return weights

@@ -29,6 +29,7 @@ import random
 import re
 import threading
 import warnings
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -248,14 +249,39 @@ def _base_key(backbone, spec, weights, input_size):
         # the copies must share one cached network.
         backbone_id = ("model", model_identity(backbone))
     else:
-        try:
-            hash(backbone)
-            backbone_id = ("callable", backbone)
-        except TypeError:
-            backbone_id = ("callable", id(backbone))
+        backbone_id = ("callable", _CallableKey(backbone))
     if spec is None and weights == "imagenet":
         weights = None  # both mean "the custom model's weights as they are"
     return (backbone_id, _weights_identity(weights), _as_size(input_size))
+
+
+class _CallableKey:
+    """A cache key for a callable backbone that keeps the callable alive.
+
+    Equal callables (by ``==``, e.g. two instances of a class that defines
+    ``__eq__`` and ``__hash__``, or the same function) share one network.
+    Unhashable ones are keyed by identity; holding the object means its
+    ``id`` cannot be reused by another object while the entry exists.
+    """
+
+    __slots__ = ("callable", "_hash")
+
+    def __init__(self, backbone):
+        self.callable = backbone
+        try:
+            self._hash = hash(backbone)
+        except TypeError:
+            self._hash = None
+
+    def __hash__(self):
+        return self._hash if self._hash is not None else id(self.callable)
+
+    def __eq__(self, other):
+        if not isinstance(other, _CallableKey):
+            return NotImplemented
+        if self._hash is None or other._hash is None:
+            return self.callable is other.callable
+        return self.callable is other.callable or self.callable == other.callable
 
 
 def fingerprint(model) -> str:
@@ -268,8 +294,27 @@ def fingerprint(model) -> str:
     return digest.hexdigest()
 
 
+#: Identities of the user's models already hashed, per model object: hashing
+#: every weight of a large model costs seconds, and tags, transform and
+#: get_feature_names_out all need the key. Like the private copy the cache
+#: holds, it is a snapshot: a model changed in place after first use keeps
+#: its first identity (pass a new model object to use new weights).
+_identities: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def model_identity(model) -> str:
-    """A key for a user's ``keras.Model``: its architecture and its weights."""
+    """A key for a user's ``keras.Model``: its architecture and its weights.
+
+    Computed once per model object (see :data:`_identities`).
+    """
+    with _lock:
+        identity = _identities.get(model)
+        if identity is None:
+            identity = _identities[model] = _hash_model(model)
+        return identity
+
+
+def _hash_model(model) -> str:
     try:
         architecture = model.to_json()
     except Exception:  # noqa: BLE001 - a layer without a config
@@ -346,7 +391,7 @@ def _build_custom(backbone, weights):
     if isinstance(backbone, keras.Model):
         # A private copy: the cached network is frozen and shared, and the
         # caller's model must stay theirs to train or change.
-        model = _private_copy(backbone)
+        model = private_copy(backbone)
     else:
         with seeded_python_random(RANDOM_WEIGHTS_SEED):
             model = backbone()
@@ -366,7 +411,8 @@ def _build_custom(backbone, weights):
     return model
 
 
-def _private_copy(model):
+def private_copy(model):
+    """A copy of ``model`` with equal weights that shares no variable with it."""
     try:
         copy = keras.models.clone_model(model)
         copy.set_weights(model.get_weights())

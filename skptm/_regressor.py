@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import RegressorMixin
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_array
 
 from ._finetuned_base import PARAMETERS_DOC, BaseFineTuned
@@ -13,8 +14,11 @@ class FineTunedRegressor(RegressorMixin, BaseFineTuned):
     __doc__ = f"""Fine-tune a pretrained image network as a regressor.
 
     The same two-phase recipe as :class:`~skptm.FineTunedClassifier`, with a
-    linear output layer trained on mean squared error. Targets may be 1-D or
-    2-D (several outputs); ``score`` is R².
+    linear output layer: phase 1 fits ``RidgeCV`` (its penalty chosen by
+    leave-one-out) on standardised features, phase 2 trains on mean squared
+    error. Targets are standardised for training, on any scale, and mapped
+    back in ``predict``. Targets may be 1-D or 2-D (several outputs);
+    ``score`` is R².
 
     Parameters
     ----------
@@ -24,7 +28,8 @@ class FineTunedRegressor(RegressorMixin, BaseFineTuned):
     n_outputs_ : int
         Number of targets.
     model_ : keras.Model
-        The fine-tuned network: raw RGB in 0-255 to predictions.
+        The fine-tuned network: raw RGB in 0-255 to predictions, in the
+        targets' units (float32). It holds its own copy of the backbone.
     unfrozen_layers_ : list of str
         The backbone layers trained in phase 2.
     history_ : dict
@@ -43,23 +48,31 @@ class FineTunedRegressor(RegressorMixin, BaseFineTuned):
     (3,)
     """
 
-    _output_activation = None
-    _loss = "mean_squared_error"
-    _metrics = []
     _stratify_split = False
 
     def _prepare_targets(self, y, n):
-        y = check_array(y, ensure_2d=False, dtype=np.float32, input_name="y")
+        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
         if y.ndim not in (1, 2):
             raise ValueError(f"y must be 1-D or 2-D; got shape {y.shape}.")
         if len(y) != n:
             raise ValueError(f"X has {n} items but y has {len(y)} targets.")
         targets = y.reshape(n, -1)
-        return targets, {
+        scaler = StandardScaler().fit(targets)  # a constant target gets scale 1
+        standardized = scaler.transform(targets).astype(np.float32)
+        return standardized, {
             "n_outputs_": targets.shape[1],
             "_n_outputs": targets.shape[1],
             "_y_ndim": y.ndim,
+            "_target_affine": (scaler.scale_, scaler.mean_),
         }, None
+
+    def _task(self, fitted):
+        from ._finetune import Task
+
+        return Task(
+            n_outputs=fitted["_n_outputs"], activation=None, loss="mean_squared_error", metrics=(),
+            classification=False, output_affine=fitted["_target_affine"],
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -77,5 +90,7 @@ class FineTunedRegressor(RegressorMixin, BaseFineTuned):
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
         """
-        outputs = self._outputs(X)
+        outputs = self._outputs(X)  # checks that the estimator is fitted
+        scale, offset = self._target_affine
+        outputs = outputs * scale + offset  # back to the targets' units, in float64
         return outputs.ravel() if self._y_ndim == 1 else outputs

@@ -1,0 +1,189 @@
+"""Fine-tuning quality against the linear model a user would fit instead.
+
+Side by side, on the same splits and the same network:
+
+* **linear probe**: ``PretrainedFeatureTransformer -> StandardScaler ->
+  LogisticRegression`` (``RidgeCV`` for numbers), the three-line pipeline the
+  fine-tuning estimators must beat;
+* **head only**: ``FineTunedClassifier(unfreeze=0)`` / ``FineTunedRegressor``;
+* **defaults**: the fine-tuning estimators as they come (and, with
+  ``--grid``, every fine-tuning configuration listed in ``GRID``, to choose
+  the defaults from).
+
+Two kinds of data: a task close to photos (patches of scikit-learn's two
+sample photographs: which photo a patch comes from; for regression, how high
+in the photo it was cut, on two target scales) and one far from them
+(scikit-learn's 8x8 digits, upscaled to the network's input as grayscale).
+Accuracy and R² are means over three random splits; the last column is the
+difference to the linear probe.
+
+    python benchmarks/finetune_quality.py                    # mobilenet_v2, random weights, 48 px
+    python benchmarks/finetune_quality.py --grid             # also the candidate defaults
+    python benchmarks/finetune_quality.py --backbone vgg16 --weights imagenet
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import numpy as np
+from sklearn.datasets import load_digits, load_sample_images
+from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skptm import FineTunedClassifier, FineTunedRegressor, PretrainedFeatureTransformer
+
+#: Candidate fine-tuning settings measured with --grid: (unfreeze,
+#: finetune_learning_rate, finetune_epochs, validation_fraction).
+GRID = [
+    (10, 1e-5, 5, None),
+    (10, 1e-4, 5, None),
+    (10, 1e-3, 5, None),
+    (30, 1e-5, 5, None),
+    (30, 1e-4, 5, None),
+    (30, 1e-3, 5, None),
+    (30, 1e-4, 5, 0.1),
+    (30, 1e-4, 10, 0.1),
+]
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+def photo_patches(n, seed=0, patch=64):
+    """``n`` patches of the two sample photos: (images, photo index, exposure)."""
+    rng = np.random.default_rng(seed)
+    photos = load_sample_images().images
+    images, labels, exposures = [], [], []
+    for i in range(n):
+        label = i % 2
+        photo = photos[label]
+        top = rng.integers(0, photo.shape[0] - patch)
+        left = rng.integers(0, photo.shape[1] - patch)
+        image = photo[top : top + patch, left : left + patch].astype(np.float32)
+        exposure = rng.uniform(0.6, 1.4)
+        image = image * exposure + rng.normal(0, 12, image.shape)  # sensor noise
+        if rng.random() < 0.5:
+            image = image[:, ::-1]
+        images.append(image.clip(0, 255).astype(np.uint8))
+        labels.append(label)
+        exposures.append(exposure)
+    return np.stack(images), np.array(labels), np.array(exposures)
+
+
+def digits(size):
+    """scikit-learn's digits as grayscale images of ``size`` px, 0-255."""
+    from PIL import Image
+
+    data = load_digits()
+    images = [
+        np.asarray(Image.fromarray((image * 255 / 16).astype(np.uint8)).resize((size, size), Image.BILINEAR))
+        for image in data.images
+    ]
+    return np.stack(images), data.target
+
+
+# -- the estimators --------------------------------------------------------------------------------
+
+
+def network(args):
+    weights = None if args.weights == "none" else args.weights
+    return dict(backbone=args.backbone, weights=weights, input_size=args.size)
+
+
+def linear_probe(args, regression=False):
+    last = RidgeCV() if regression else LogisticRegression(max_iter=2000)
+    return make_pipeline(PretrainedFeatureTransformer(**network(args)), StandardScaler(), last)
+
+
+def mean_score(make, X, y, splits, stratify=True):
+    scores = []
+    for train, test in splits:
+        model = make().fit(X[train], y[train])
+        scores.append(model.score(X[test], y[test]))
+    return float(np.mean(scores)), float(np.min(scores)), float(np.max(scores))
+
+
+def make_splits(y, n_train, seed_count=3, stratify=True):
+    splits = []
+    for seed in range(seed_count):
+        train, test = train_test_split(
+            np.arange(len(y)), train_size=n_train, stratify=y if stratify else None, random_state=seed
+        )
+        splits.append((train, test[:1000]))
+    return splits
+
+
+def row(name, result, reference, elapsed):
+    mean, low, high = result
+    print(f"  {name:<44} {mean:7.3f}  ({low:.3f}-{high:.3f})  {mean - reference:+7.3f}  {elapsed:6.1f}s")
+
+
+def timed(make, X, y, splits):
+    start = time.perf_counter()
+    result = mean_score(make, X, y, splits)
+    return result, time.perf_counter() - start
+
+
+def compare_classifiers(title, X, y, n_train, args):
+    splits = make_splits(y, n_train)
+    print(f"\n{title}: {n_train} training images, accuracy (mean, range over 3 splits, vs linear probe)")
+    probe, elapsed = timed(lambda: linear_probe(args), X, y, splits)
+    row("linear probe (StandardScaler + LogisticRegression)", probe, probe[0], elapsed)
+    common = dict(**network(args), random_state=0)
+    candidates = [("FineTunedClassifier(unfreeze=0)", dict(unfreeze=0)), ("FineTunedClassifier() defaults", {})]
+    if args.grid:
+        candidates += [
+            (f"unfreeze={u}, lr={lr:g}, epochs={e}, val={v}",
+             dict(unfreeze=u, finetune_learning_rate=lr, finetune_epochs=e, validation_fraction=v))
+            for u, lr, e, v in GRID
+        ]
+    for name, params in candidates:
+        result, elapsed = timed(lambda: FineTunedClassifier(**common, **params), X, y, splits)
+        row(name, result, probe[0], elapsed)
+
+
+def compare_regressors(X, exposures, n_train, args):
+    splits = make_splits(exposures, n_train, stratify=False)
+    for centre, spread in ((0.0, 1e-3), (50.0, 5.0), (1e4, 1e3)):
+        y = centre + spread * (exposures - exposures.mean()) / exposures.std()
+        print(f"\nphoto patches, their exposure as a target around {centre:g} with spread {spread:g}: "
+              f"{n_train} training images, R²")
+        probe, elapsed = timed(lambda: linear_probe(args, regression=True), X, y, splits)
+        row("linear probe (StandardScaler + RidgeCV)", probe, probe[0], elapsed)
+        result, elapsed = timed(
+            lambda: FineTunedRegressor(**network(args), unfreeze=0, random_state=0), X, y, splits
+        )
+        row("FineTunedRegressor(unfreeze=0)", result, probe[0], elapsed)
+        print(f"  {'ratio to the linear probe':<44} {result[0] / probe[0]:7.3f}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="mobilenet_v2")
+    parser.add_argument("--weights", default="none", help="'imagenet', 'none' or a weights file")
+    parser.add_argument("--size", type=int, default=48)
+    parser.add_argument("--grid", action="store_true", help="also measure the candidate defaults in GRID")
+    parser.add_argument("--only", choices=["photos", "digits", "regression"], action="append")
+    args = parser.parse_args()
+    only = set(args.only or ["photos", "digits", "regression"])
+    print(f"{args.backbone}, weights={args.weights}, {args.size} px; {platform.processor() or platform.machine()}")
+
+    if "photos" in only:
+        X, y, _ = photo_patches(600)
+        for per_class in (20, 100):
+            compare_classifiers("photo patches (2 classes)", X, y, 2 * per_class, args)
+    if "digits" in only:
+        X, y = digits(args.size)
+        compare_classifiers("digits upscaled (10 classes, far from photos)", X, y, 300, args)
+    if "regression" in only:
+        X, _, exposures = photo_patches(600, seed=1)
+        compare_regressors(X, exposures, 200, args)
+
+
+if __name__ == "__main__":
+    main()

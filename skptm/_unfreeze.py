@@ -1,0 +1,86 @@
+"""Which backbone layers phase 2 trains, through nested models.
+
+A backbone may hold models inside it (``Sequential([ResNet50(...)])``, a
+functional model that calls another). Layers are therefore addressed by
+*path*: the names from the backbone down to the layer, joined by ``/``
+(``"resnet50/conv5_block3_3_conv"``); for a layer at the top level the path
+is its name. Only *leaf* layers (layers that are not models themselves) are
+counted, unfrozen and stored in slim pickles, at any depth.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import keras
+
+
+def leaf_layers(model, prefix=""):
+    """``(path, layer)`` for every layer of ``model`` that is not a model, in order."""
+    for layer in model.layers:
+        path = f"{prefix}{layer.name}"
+        if isinstance(layer, keras.Model):
+            yield from leaf_layers(layer, path + "/")
+        else:
+            yield path, layer
+
+
+def layer_at(model, path):
+    """The leaf layer of ``model`` at ``path``."""
+    for candidate, layer in leaf_layers(model):
+        if candidate == path:
+            return layer
+    raise ValueError(f"Model {model.name!r} has no layer at path {path!r}.")
+
+
+def _is_trainable_candidate(layer) -> bool:
+    return bool(layer.weights) and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def select_unfrozen(base, unfreeze) -> tuple:
+    """Paths of the backbone layers to train in phase 2.
+
+    ``unfreeze``: an int N (the top N leaf layers that carry weights, not
+    counting BatchNormalization), ``"all"``, or the name (or path) of the
+    lowest layer to unfreeze: it and every weighted layer above it. The name
+    of a nested model stands for its first layer.
+    """
+    leaves = list(leaf_layers(base))
+    candidates = [(i, path) for i, (path, layer) in enumerate(leaves) if _is_trainable_candidate(layer)]
+    if unfreeze == "all":
+        return tuple(path for _, path in candidates)
+    if isinstance(unfreeze, str):
+        lowest = _position(leaves, unfreeze, base)
+        return tuple(path for i, path in candidates if i >= lowest)
+    if not unfreeze:
+        return ()
+    return tuple(path for _, path in candidates[max(0, len(candidates) - unfreeze) :])
+
+
+def _position(leaves, name, base) -> int:
+    for i, (path, layer) in enumerate(leaves):
+        if name in (path, layer.name) or path.startswith(name + "/"):
+            return i
+    names = [path for path, _ in leaves] + [layer.name for _, layer in leaves]
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.4)
+    hint = f" Closest: {', '.join(map(repr, dict.fromkeys(close)))}." if close else ""
+    raise ValueError(
+        f"Backbone {base.name!r} has no layer named {name!r}.{hint} "
+        f"See [layer.name for layer in model.layers]. Received: unfreeze={name!r}"
+    )
+
+
+def set_trainable(base, paths) -> None:
+    """Make exactly the leaf layers at ``paths`` trainable, at any depth.
+
+    Keras propagates ``trainable`` from a model to everything inside it, so
+    the whole backbone is switched on first and every leaf not chosen is
+    switched off again; nested models stay trainable containers.
+    BatchNormalization is never among ``paths`` (see :func:`select_unfrozen`).
+    """
+    chosen = set(paths)
+    base.trainable = True
+    for path, layer in leaf_layers(base):
+        layer.trainable = path in chosen
+    if not chosen:
+        base.trainable = False
