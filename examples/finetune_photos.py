@@ -38,7 +38,7 @@ def main():
         )
         search = GridSearchCV(
             FineTunedClassifier(
-                backbone, weights=weights, input_size=input_size, head_epochs=5,
+                backbone, weights=weights, input_size=input_size,
                 finetune_epochs=2, augment="light", random_state=0,
             ),
             {"unfreeze": [0, 10]},

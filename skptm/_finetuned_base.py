@@ -95,7 +95,8 @@ PARAMETERS_DOC = """
         Epochs without improvement before phase 2 stops.
 
     batch_size : int, default=32
-        Images per training step and per prediction batch.
+        Images per training step and per prediction batch (a last partial
+        prediction batch is padded, so results do not depend on batching).
 
     callbacks : list of keras.callbacks.Callback or None, default=None
         Extra Keras callbacks, run in every phase that Keras trains (phase 2,

@@ -73,7 +73,11 @@ class PretrainedFeatureTransformer(TransformerMixin, BaseEstimator):
 
     batch_size : int, default=32
         Images decoded and passed through the network at once. Memory grows
-        with ``batch_size``, never with the number of images.
+        with ``batch_size``, never with the number of images. A last partial
+        batch is padded to ``batch_size`` rows, so every call runs the same
+        compiled function and a row's features do not depend on which other
+        rows it was computed with (for a handful of images, a smaller
+        ``batch_size`` is faster).
 
     n_jobs : int or None, default=None
         Threads decoding images while the network runs; ``None`` means one

@@ -86,3 +86,14 @@ def image_set():
     X[y == 0, :, :, 0] += 180  # reddish
     X[y == 1, :, :, 2] += 180  # bluish
     return X, y
+
+
+@pytest.fixture(scope="session")
+def colours():
+    """24 images, 32 px: 'red' or 'blue', easy for any working training loop."""
+    rng = np.random.default_rng(0)
+    y = np.array(["red", "blue"] * 12)
+    X = rng.integers(0, 60, (24, 32, 32, 3)).astype(np.uint8)
+    X[y == "red", :, :, 0] += 190
+    X[y == "blue", :, :, 2] += 190
+    return X, y

@@ -44,17 +44,6 @@ def classifier(**params):
 
 
 @pytest.fixture(scope="module")
-def colours():
-    """24 images, 32 px: 'red' or 'blue', easy for any working training loop."""
-    rng = np.random.default_rng(0)
-    y = np.array(["red", "blue"] * 12)
-    X = rng.integers(0, 60, (24, 32, 32, 3)).astype(np.uint8)
-    X[y == "red", :, :, 0] += 190
-    X[y == "blue", :, :, 2] += 190
-    return X, y
-
-
-@pytest.fixture(scope="module")
 def fitted(colours):
     X, y = colours
     return classifier(validation_fraction=0.25).fit(X, y)
