@@ -49,6 +49,9 @@ GRID = {
     "validation_fraction": [None],
 }
 
+LABELS = {"unfreeze": "unfreeze", "finetune_learning_rate": "ft_lr", "finetune_epochs": "epochs",
+          "validation_fraction": "val"}
+
 #: Where --weights hed keeps the VGG16 trunk it extracts.
 HED_WEIGHTS = Path.home() / ".cache" / "skptm-benchmarks" / "vgg16_hed.weights.h5"
 
@@ -163,11 +166,15 @@ def compare_classifiers(title, X, y, n_train, args):
     probe, elapsed = timed(lambda: linear_probe(args), X, y, splits)
     row("linear probe (StandardScaler + LogisticRegression)", probe, probe[0], elapsed)
     common = dict(**network(args), random_state=0)
-    candidates = [("FineTunedClassifier(unfreeze=0)", dict(unfreeze=0)), ("FineTunedClassifier() defaults", {})]
+    candidates = [
+        ("FineTunedClassifier(unfreeze=0)", dict(unfreeze=0)),
+        ("  ... with hidden_units=(256,)", dict(unfreeze=0, hidden_units=(256,))),
+        ("FineTunedClassifier() defaults", {}),
+    ]
     if args.grid:
         for values in product(*(getattr(args, name) for name in GRID)):
             params = dict(zip(GRID, values))
-            name = ", ".join(f"{key.replace('finetune_', '')}={value}" for key, value in params.items())
+            name = ", ".join(f"{LABELS[key]}={value}" for key, value in params.items())
             candidates.append((name, params))
     for name, params in candidates:
         result, elapsed = timed(lambda params=params: FineTunedClassifier(**common, **params), X, y, splits)

@@ -59,15 +59,17 @@ PARAMETERS_DOC = """
         improved for 10 epochs. ``0`` skips phase 1: the head starts from its
         random initialisation.
 
-    unfreeze : int, "all" or str, default=20
+    unfreeze : int, "all" or str, default=8
         Backbone layers trained in phase 2: the top N layers that carry
         weights (BatchNormalization not counted, and never unfrozen),
         ``"all"``, or the name of the lowest layer to unfreeze. ``0`` skips
         phase 2.
 
-    finetune_learning_rate : float, default=1e-5
-        Adam's learning rate in phase 2, well below ``learning_rate`` so that
-        the pretrained weights are adapted, not overwritten.
+    finetune_learning_rate : float, default=1e-4
+        Adam's learning rate in phase 2, for the unfrozen layers and the
+        head: low, so that the pretrained weights are adapted, not
+        overwritten (1e-3 scrambled them in our measurements; see the user
+        guide).
 
     finetune_epochs : int, default=5
         Maximum epochs of phase 2; ``0`` skips it.
@@ -168,8 +170,8 @@ class BaseFineTuned(TransformerMixin, BaseEstimator):
         dropout=0.2,
         learning_rate=1e-3,
         head_epochs=200,
-        unfreeze=20,
-        finetune_learning_rate=1e-5,
+        unfreeze=8,
+        finetune_learning_rate=1e-4,
         finetune_epochs=5,
         augment=None,
         validation_fraction=None,

@@ -33,7 +33,8 @@ class FineTunedRegressor(RegressorMixin, BaseFineTuned):
     unfrozen_layers_ : list of str
         The backbone layers trained in phase 2.
     history_ : dict
-        Per-epoch ``loss`` (and ``val_loss``) for ``"head"`` and ``"finetune"``.
+        Per-epoch ``loss`` (and ``val_loss``) for ``"head"`` and
+        ``"finetune"``: mean squared error on the standardised targets.
     n_epochs_ : dict
         Epochs each phase ran.
 
