@@ -39,6 +39,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skptm import FineTunedClassifier, FineTunedRegressor, PretrainedFeatureTransformer
+from skptm._heads import RIDGE_ALPHAS
 
 #: Candidate fine-tuning settings measured with --grid (each option's values
 #: can be changed on the command line): every combination of these.
@@ -86,24 +87,23 @@ def hed_vgg16_weights(size):
 
 
 def photo_patches(n, seed=0, patch=64):
-    """``n`` patches of the two sample photos: (images, photo index, exposure)."""
+    """``n`` patches of the two sample photos, with a random exposure, sensor
+    noise and a random flip each: (images, index of the photo)."""
     rng = np.random.default_rng(seed)
     photos = load_sample_images().images
-    images, labels, exposures = [], [], []
+    images, labels = [], []
     for i in range(n):
         label = i % 2
         photo = photos[label]
         top = rng.integers(0, photo.shape[0] - patch)
         left = rng.integers(0, photo.shape[1] - patch)
-        image = photo[top : top + patch, left : left + patch].astype(np.float32)
-        exposure = rng.uniform(0.6, 1.4)
-        image = image * exposure + rng.normal(0, 12, image.shape)  # sensor noise
+        image = photo[top : top + patch, left : left + patch]
+        image = image.astype(np.float32) * rng.uniform(0.6, 1.4) + rng.normal(0, 12, image.shape)
         if rng.random() < 0.5:
             image = image[:, ::-1]
         images.append(image.clip(0, 255).astype(np.uint8))
         labels.append(label)
-        exposures.append(exposure)
-    return np.stack(images), np.array(labels), np.array(exposures)
+    return np.stack(images), np.array(labels)
 
 
 def digits(size):
@@ -126,8 +126,8 @@ def network(args):
     return dict(backbone=args.backbone, weights=weights, input_size=args.size)
 
 
-def linear_probe(args, regression=False):
-    last = RidgeCV() if regression else LogisticRegression(max_iter=2000)
+def linear_probe(args, regression=False, alphas=(0.1, 1.0, 10.0)):
+    last = RidgeCV(alphas=alphas) if regression else LogisticRegression(max_iter=2000)
     return make_pipeline(PretrainedFeatureTransformer(**network(args)), StandardScaler(), last)
 
 
@@ -181,14 +181,17 @@ def compare_classifiers(title, X, y, n_train, args):
         row(name, result, probe[0], elapsed)
 
 
-def compare_regressors(X, exposures, n_train, args):
-    splits = make_splits(exposures, n_train, stratify=False)
+def compare_regressors(X, n_train, args):
+    brightness = X.reshape(len(X), -1).mean(axis=1)
+    splits = make_splits(brightness, n_train, stratify=False)
     for centre, spread in ((0.0, 1e-3), (50.0, 5.0), (1e4, 1e3)):
-        y = centre + spread * (exposures - exposures.mean()) / exposures.std()
-        print(f"\nphoto patches, their exposure as a target around {centre:g} with spread {spread:g}: "
+        y = centre + spread * (brightness - brightness.mean()) / brightness.std()
+        print(f"\nphoto patches, their brightness as a target around {centre:g} with spread {spread:g}: "
               f"{n_train} training images, R²")
         probe, elapsed = timed(lambda: linear_probe(args, regression=True), X, y, splits)
-        row("linear probe (StandardScaler + RidgeCV)", probe, probe[0], elapsed)
+        row("linear probe (StandardScaler + RidgeCV())", probe, probe[0], elapsed)
+        wide, elapsed = timed(lambda: linear_probe(args, regression=True, alphas=RIDGE_ALPHAS), X, y, splits)
+        row("  ... RidgeCV over skptm's 17 penalties", wide, probe[0], elapsed)
         result, elapsed = timed(
             lambda: FineTunedRegressor(**network(args), unfreeze=0, random_state=0), X, y, splits
         )
@@ -215,15 +218,15 @@ def main():
     print(f"{args.backbone}, weights={args.weights}, {args.size} px; {platform.processor() or platform.machine()}")
 
     if "photos" in only:
-        X, y, _ = photo_patches(600)
+        X, y = photo_patches(600)
         for per_class in (20, 100):
             compare_classifiers("photo patches (2 classes)", X, y, 2 * per_class, args)
     if "digits" in only:
         X, y = digits(args.size)
         compare_classifiers("digits upscaled (10 classes, far from photos)", X, y, 300, args)
     if "regression" in only:
-        X, _, exposures = photo_patches(600, seed=1)
-        compare_regressors(X, exposures, 200, args)
+        X, _ = photo_patches(600, seed=1)
+        compare_regressors(X, 200, args)
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
         head_epochs=200,
         unfreeze=8,
         finetune_learning_rate=1e-4,
-        finetune_epochs=5,
+        finetune_epochs=10,
         augment=None,
         validation_fraction=None,
         early_stopping=False,

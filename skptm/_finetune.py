@@ -279,9 +279,7 @@ def train(params, X, targets, sample_weight, *, task: Task, validation_split, ca
             )
 
         def fit_phase(name, trainee, inputs, epochs, learning_rate, keep_best):
-            trainee.compile(
-                optimizer=keras.optimizers.Adam(learning_rate), loss=task.loss, metrics=list(task.metrics)
-            )
+            trainee.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=task.loss, metrics=list(task.metrics))
             # Keras attaches the model to every callback: give it copies, so
             # that the user's callbacks (an estimator parameter) never hold a
             # trained model. State they record in shared lists stays visible.
@@ -337,15 +335,31 @@ def train(params, X, targets, sample_weight, *, task: Task, validation_split, ca
                 monitor, baseline=baseline, patience=params["patience"] if params["early_stopping"] else None
             )
             set_trainable(trained.base, unfrozen)
-            fit_phase(
-                "finetune", trained.trainee, source, params["finetune_epochs"],
-                params["finetune_learning_rate"], keep_best,
+            schedule = warmup_cosine(
+                params["finetune_learning_rate"], params["finetune_epochs"], -(-len(train_idx) // batch_size)
             )
+            fit_phase("finetune", trained.trainee, source, params["finetune_epochs"], schedule, keep_best)
             set_trainable(trained.base, ())
         else:
             history["finetune"], n_epochs["finetune"] = {}, 0
 
     return trained, history, n_epochs, network
+
+
+def warmup_cosine(learning_rate, epochs, steps_per_epoch):
+    """Phase 2's learning rate: a linear warm-up from 0 over the first epoch,
+    then a cosine decay to 0 by the last.
+
+    Adam's first steps from a converged head, before its moment estimates
+    settle, otherwise knock the head and the pretrained weights off their
+    optimum; measured: better accuracy than a constant rate on both kinds of
+    data and both networks of the user guide's table.
+    """
+    total = epochs * steps_per_epoch
+    warmup = min(steps_per_epoch, total - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, max(1, total - warmup), warmup_target=learning_rate, warmup_steps=warmup
+    )
 
 
 def _as_floats(history):

@@ -66,12 +66,13 @@ PARAMETERS_DOC = """
         phase 2.
 
     finetune_learning_rate : float, default=1e-4
-        Adam's learning rate in phase 2, for the unfrozen layers and the
-        head: low, so that the pretrained weights are adapted, not
-        overwritten (1e-3 scrambled them in our measurements; see the user
-        guide).
+        Adam's peak learning rate in phase 2, for the unfrozen layers and the
+        head: reached by a linear warm-up over the first epoch, then decayed
+        to 0 along a cosine by the last epoch. Low, so that the pretrained
+        weights are adapted, not overwritten (1e-3 scrambled them in our
+        measurements; see the user guide).
 
-    finetune_epochs : int, default=5
+    finetune_epochs : int, default=10
         Maximum epochs of phase 2; ``0`` skips it.
 
     augment : None, "light" or keras layer, default=None
@@ -172,7 +173,7 @@ class BaseFineTuned(TransformerMixin, BaseEstimator):
         head_epochs=200,
         unfreeze=8,
         finetune_learning_rate=1e-4,
-        finetune_epochs=5,
+        finetune_epochs=10,
         augment=None,
         validation_fraction=None,
         early_stopping=False,
