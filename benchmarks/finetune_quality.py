@@ -11,11 +11,13 @@ Side by side, on the same splits and the same network:
   the defaults from).
 
 Two kinds of data: a task close to photos (patches of scikit-learn's two
-sample photographs: which photo a patch comes from; for regression, how high
-in the photo it was cut, on two target scales) and one far from them
-(scikit-learn's 8x8 digits, upscaled to the network's input as grayscale).
-Accuracy and R² are means over three random splits; the last column is the
-difference to the linear probe.
+sample photographs, with random exposure and noise: which photo a patch
+comes from; for regression, its brightness) and one far from them
+(scikit-learn's 8x8 digits, upscaled to the network's input as grayscale;
+for regression, their amount of ink). Regression targets are put on three
+scales (around 0 with spread 1e-3, 50 with spread 5, 1e4 with spread 1e3).
+Accuracy and R² are means over three random splits (with their range); the
+next column is the difference to the linear probe, the last the time taken.
 
     python benchmarks/finetune_quality.py                    # mobilenet_v2, random weights, 48 px
     python benchmarks/finetune_quality.py --grid             # also the candidate defaults
@@ -181,13 +183,11 @@ def compare_classifiers(title, X, y, n_train, args):
         row(name, result, probe[0], elapsed)
 
 
-def compare_regressors(X, n_train, args):
-    brightness = X.reshape(len(X), -1).mean(axis=1)
-    splits = make_splits(brightness, n_train, stratify=False)
+def compare_regressors(title, X, target, n_train, args):
+    splits = make_splits(target, n_train, stratify=False)
     for centre, spread in ((0.0, 1e-3), (50.0, 5.0), (1e4, 1e3)):
-        y = centre + spread * (brightness - brightness.mean()) / brightness.std()
-        print(f"\nphoto patches, their brightness as a target around {centre:g} with spread {spread:g}: "
-              f"{n_train} training images, R²")
+        y = centre + spread * (target - target.mean()) / target.std()
+        print(f"\n{title} as a target around {centre:g} with spread {spread:g}: {n_train} training images, R²")
         probe, elapsed = timed(lambda: linear_probe(args, regression=True), X, y, splits)
         row("linear probe (StandardScaler + RidgeCV())", probe, probe[0], elapsed)
         wide, elapsed = timed(lambda: linear_probe(args, regression=True, alphas=RIDGE_ALPHAS), X, y, splits)
@@ -196,7 +196,8 @@ def compare_regressors(X, n_train, args):
             lambda: FineTunedRegressor(**network(args), unfreeze=0, random_state=0), X, y, splits
         )
         row("FineTunedRegressor(unfreeze=0)", result, probe[0], elapsed)
-        print(f"  {'ratio to the linear probe':<44} {result[0] / probe[0]:7.3f}")
+        if probe[0] > 0:
+            print(f"  {'ratio to the linear probe':<44} {result[0] / probe[0]:7.3f}")
 
 
 def main():
@@ -226,7 +227,10 @@ def main():
         compare_classifiers("digits upscaled (10 classes, far from photos)", X, y, 300, args)
     if "regression" in only:
         X, _ = photo_patches(600, seed=1)
-        compare_regressors(X, 200, args)
+        compare_regressors("photo patches, their brightness", X, X.reshape(len(X), -1).mean(axis=1), 200, args)
+        X, _ = digits(args.size)
+        X = X[:600]
+        compare_regressors("digits upscaled, their amount of ink", X, X.reshape(len(X), -1).mean(axis=1), 200, args)
 
 
 if __name__ == "__main__":

@@ -279,7 +279,9 @@ def train(params, X, targets, sample_weight, *, task: Task, validation_split, ca
             )
 
         def fit_phase(name, trainee, inputs, epochs, learning_rate, keep_best):
-            trainee.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=task.loss, metrics=list(task.metrics))
+            trainee.compile(
+                optimizer=keras.optimizers.Adam(learning_rate), loss=task.loss, metrics=list(task.metrics)
+            )
             # Keras attaches the model to every callback: give it copies, so
             # that the user's callbacks (an estimator parameter) never hold a
             # trained model. State they record in shared lists stays visible.
@@ -350,10 +352,11 @@ def warmup_cosine(learning_rate, epochs, steps_per_epoch):
     """Phase 2's learning rate: a linear warm-up from 0 over the first epoch,
     then a cosine decay to 0 by the last.
 
-    Adam's first steps from a converged head, before its moment estimates
-    settle, otherwise knock the head and the pretrained weights off their
-    optimum; measured: better accuracy than a constant rate on both kinds of
-    data and both networks of the user guide's table.
+    Adam's first full-size steps from a converged head, before its moment
+    estimates settle, knock the head and the backbone off their optimum.
+    Measured (the user guide's table): against a constant rate, it helps far
+    from photos and keeps fine-tuning from hurting a network that learned
+    nothing, where a constant rate cost 1.3-1.8 points.
     """
     total = epochs * steps_per_epoch
     warmup = min(steps_per_epoch, total - 1)
