@@ -36,7 +36,7 @@ import keras
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ._batches import ArraySource, TableSource, default_n_threads
+from ._batches import ArraySource, TableSource, decode_once, default_n_threads
 from ._features import extract_features, make_source
 from ._heads import (
     HEAD_PATIENCE,
@@ -269,6 +269,8 @@ def train(params, X, targets, sample_weight, *, task: Task, validation_split, ca
         trained = build_model(network, params["pooling"], head, params["augment"], seed, task)
     trained.unfrozen = unfrozen
     batch_size = params["batch_size"]
+    if unfrozen:  # read files once per fit, not once per epoch
+        source = decode_once(source, batch_size, params["n_jobs"])
     history, n_epochs = {}, {}
 
     with ThreadPoolExecutor(default_n_threads(params["n_jobs"]), thread_name_prefix="skptm-train") as pool:

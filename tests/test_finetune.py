@@ -179,6 +179,29 @@ def test_paths_are_streamed(colours, tmp_path):
     assert clf.score(paths, y) >= 0.9
 
 
+def test_files_are_read_once_per_fit_within_the_budget(colours, tmp_path, monkeypatch):
+    from PIL import Image
+
+    import skptm._batches as batches
+    from skptm._images import ImageReader
+
+    X, y = colours
+    paths = []
+    for i, image in enumerate(X):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(image).save(paths[-1])
+    reads = []
+    decode = ImageReader.decode
+    monkeypatch.setattr(ImageReader, "decode", lambda self, item: reads.append(item) or decode(self, item))
+    in_memory = classifier(unfreeze=1, finetune_epochs=3).fit(paths, y)
+    assert sorted(reads) == sorted(paths)  # each file once, for both phases
+    reads.clear()
+    monkeypatch.setattr(batches, "DECODED_IMAGES_BUDGET", 0)
+    streamed = classifier(unfreeze=1, finetune_epochs=3).fit(paths, y)
+    assert len(reads) >= 4 * len(paths)  # over budget: phase 1, then every epoch (Keras peeks too)
+    np.testing.assert_array_equal(in_memory.predict_proba(X), streamed.predict_proba(X))
+
+
 def test_augmentation_only_while_training(colours):
     X, y = colours
     clf = classifier(augment="light", head_epochs=2, finetune_epochs=1).fit(X, y)
