@@ -72,23 +72,34 @@ def _describe_cause(cause: BaseException) -> str:
 
 @dataclass
 class Batch:
-    """Rows ``start:stop`` of the input, decoded.
+    """The items of the input at ``indices``, decoded.
 
-    ``data`` holds one row per item; rows of failed items are zeros and are
-    listed in ``failures``.
+    ``data`` holds one row per item, ``uint8`` when every item is 8-bit RGB
+    (the network's first layer casts it, so it crosses to the device at a
+    quarter of the bytes) and ``float32`` otherwise; rows of failed items are
+    zeros and are listed in ``failures``.
     """
 
-    start: int
-    stop: int
+    indices: range | np.ndarray
     data: np.ndarray
     failures: list[Failure] = field(default_factory=list)
 
+    def raise_first_failure(self) -> None:
+        """Raise :class:`ImageReadError` for the first failed item, if any."""
+        if self.failures:
+            raise self.failures[0].error() from self.failures[0].cause
+
 
 # -- sources ------------------------------------------------------------------
+#
+# A source reads the items at given indices into one Batch: ``submit(pool,
+# indices)`` starts the reading on a thread pool and returns a function that
+# waits for it. Streaming (transform, the head phase) asks for consecutive
+# ranges; phase 2 of fine-tuning asks for shuffled rows. Both go through here.
 
 
 class ItemSource:
-    """A sequence of heterogeneous items, read one by one with a reader."""
+    """A sequence of heterogeneous items, each read by ``reader`` on its own thread."""
 
     def __init__(self, items, reader: ImageReader):
         self.items = items
@@ -103,44 +114,42 @@ class ItemSource:
     def batch_shape(self, n):
         return (n, *self.reader.size, 3)
 
-    def read_into(self, index, out) -> Failure | None:
+    def read_one(self, index):
+        """``(image, None)``, or ``(None, Failure)`` when the item cannot be read."""
         try:
-            out[...] = self.reader(self.items[index])
+            return self.reader(self.items[index]), None
         except Exception as exc:  # noqa: BLE001 - reported per item
-            out[...] = 0
-            return Failure(index, self.path(index), exc)
-        return None
+            return None, Failure(int(index), self.path(index), exc)
 
-    def submit(self, pool, start, stop):
-        data = np.empty(self.batch_shape(stop - start), dtype=np.float32)
-        futures = [pool.submit(self.read_into, i, data[i - start]) for i in range(start, stop)]
+    def submit(self, pool, indices):
+        futures = [pool.submit(self.read_one, index) for index in indices]
+        return lambda: self._assemble(indices, [future.result() for future in futures])
 
-        def result():
-            failures = [f for f in (future.result() for future in futures) if f is not None]
-            return Batch(start, stop, data, failures)
-
-        return result
+    def _assemble(self, indices, results):
+        images = [image for image, _ in results if image is not None]
+        dtype = np.uint8 if all(image.dtype == np.uint8 for image in images) else np.float32
+        data = np.zeros(self.batch_shape(len(results)), dtype=dtype)
+        for row, (image, _) in enumerate(results):
+            if image is not None:
+                data[row] = image
+        return Batch(indices, data, [failure for _, failure in results if failure is not None])
 
 
 class ArraySource(ItemSource):
     """A stacked array of images ``(N, H, W[, C])``.
 
-    When the images are already at the target size and valid, a whole batch
-    is converted in one vectorised step; otherwise items are read one by one
-    so that a bad image is reported with its own index.
+    When the images are already at the target size and valid, a batch is a
+    view or one vectorised conversion of the array (uint8 RGB stays uint8,
+    uncopied); otherwise items are read one by one, in parallel, so that a
+    bad image is reported with its own index.
     """
 
-    def submit(self, pool, start, stop):
-        future = pool.submit(self._read_batch, pool, start, stop)
-        return lambda: future.result()()
-
-    def _read_batch(self, pool, start, stop):
-        data = self.read_stack(self.items[start:stop])
+    def submit(self, pool, indices):
+        chunk = self.items[_as_slice(indices)]
+        data = self.read_stack(chunk)
         if data is not None:
-            return lambda: Batch(start, stop, data)
-        data = np.empty(self.batch_shape(stop - start), dtype=np.float32)
-        failures = [self.read_into(i, data[i - start]) for i in range(start, stop)]
-        return lambda: Batch(start, stop, data, [f for f in failures if f is not None])
+            return lambda: Batch(indices, data)
+        return super().submit(pool, indices)
 
     def read_stack(self, chunk):
         """Convert a stack of images in one vectorised step, or return ``None``
@@ -151,9 +160,17 @@ class ArraySource(ItemSource):
         try:
             if chunk.dtype != np.uint8:
                 check_value_range(chunk)
-            return np.asarray(array_to_rgb_batch(chunk), dtype=np.float32)
+            stack = array_to_rgb_batch(chunk)
         except ValueError:
             return None
+        return stack if stack.dtype == np.uint8 else stack.astype(np.float32, copy=False)
+
+
+def _as_slice(indices):
+    """A slice for a range of step 1 (NumPy then returns a view), else the indices."""
+    if isinstance(indices, range) and indices.step == 1:
+        return slice(indices.start, indices.stop)
+    return indices
 
 
 def array_to_rgb_batch(images: np.ndarray) -> np.ndarray:
@@ -179,9 +196,9 @@ class TableSource:
     def path(self, index):
         return None
 
-    def submit(self, pool, start, stop):
-        data = np.asarray(self.items[start:stop], dtype=np.float32)
-        return lambda: Batch(start, stop, data)
+    def submit(self, pool, indices):
+        data = np.asarray(self.items[_as_slice(indices)], dtype=np.float32)
+        return lambda: Batch(indices, data)
 
 
 def as_source(X, reader: ImageReader | None):
@@ -269,33 +286,39 @@ def default_n_threads(n_jobs=None) -> int:
     return max(1, joblib.effective_n_jobs(n_jobs))
 
 
-def stream_batches(source, batch_size: int, n_jobs=None):
+def stream_batches(source, batch_size: int, n_jobs=None, indices=None):
     """Yield the :class:`Batch` es of ``source`` in order.
 
-    The next batch is decoded on a thread pool while the caller works on the
-    current one; at most two batches exist at once.
+    ``indices`` (increasing) restricts the stream to those items, e.g. those
+    the feature cache does not hold. The next batch is decoded on a thread
+    pool while the caller works on the current one; at most two batches
+    exist at once.
     """
-    n = len(source)
-    starts = range(0, n, batch_size)
-    if not starts:
+    if indices is None:
+        n = len(source)
+        chunks = [range(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    else:
+        indices = np.asarray(indices)
+        chunks = [indices[start : start + batch_size] for start in range(0, len(indices), batch_size)]
+    if not chunks:
         return
     with ThreadPoolExecutor(default_n_threads(n_jobs), thread_name_prefix="skptm-read") as pool:
         try:
-            pending = source.submit(pool, 0, min(batch_size, n))
-            for start in starts:
+            pending = source.submit(pool, chunks[0])
+            for following in [*chunks[1:], None]:
                 batch = pending()
-                following = start + batch_size
-                if following < n:
-                    pending = source.submit(pool, following, min(following + batch_size, n))
+                if following is not None:
+                    pending = source.submit(pool, following)
                 yield batch
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-#: Most bytes of decoded images that fine-tuning keeps in memory (float32,
-#: at the network's input size: about 600 KB an image at 224 px, so some
-#: 3,500 images). Within it, files are read once per fit instead of once
-#: per epoch; beyond it, they are streamed from disk every epoch.
+#: Most bytes of decoded images that fine-tuning keeps in memory, at the
+#: network's input size: one byte a value for 8-bit images (about 150 KB an
+#: image at 224 px, so some 14,000 images), four for 16-bit or float ones.
+#: Within it, files are read once per fit instead of once per epoch; beyond
+#: it, they are streamed from disk every epoch.
 DECODED_IMAGES_BUDGET = 2 * 1024**3
 
 
@@ -303,21 +326,43 @@ def decode_once(source, batch_size: int, n_jobs=None):
     """``source`` decoded into memory, when reading it again would decode again.
 
     Items that need decoding (paths, bytes, PIL images, arrays of other
-    sizes) are read once, in parallel, into one float32 array at the target
-    size, as long as it fits :data:`DECODED_IMAGES_BUDGET`; the result is an
-    :class:`ArraySource` whose batches are the very values a stream of
-    ``source`` gives. Stacked arrays, tables and sources over budget are
-    returned as they are. An unreadable item raises
-    :class:`ImageReadError`.
+    sizes) are read once, in parallel, into one array at the target size
+    (``uint8`` when every image is 8-bit, else ``float32``), as long as it
+    fits :data:`DECODED_IMAGES_BUDGET`; the result is an :class:`ArraySource`
+    whose batches are the very values a stream of ``source`` gives. Arrays
+    already at the target size, tables and sources over budget are returned
+    as they are. An unreadable item raises :class:`ImageReadError`.
     """
-    if type(source) is not ItemSource:
+    if not isinstance(source, ItemSource) or (
+        isinstance(source, ArraySource) and source.items.shape[1:3] == tuple(source.reader.size)
+    ):
         return source
     shape = source.batch_shape(len(source))
-    if np.prod(shape, dtype=np.int64) * 4 > DECODED_IMAGES_BUDGET:
+    n_values = int(np.prod(shape, dtype=np.int64))
+    if n_values > DECODED_IMAGES_BUDGET:
         return source
-    images = np.empty(shape, dtype=np.float32)
+    images = np.empty(shape, dtype=np.uint8)
     for batch in stream_batches(source, batch_size, n_jobs):
-        if batch.failures:
-            raise batch.failures[0].error() from batch.failures[0].cause
-        images[batch.start : batch.stop] = batch.data
-    return ArraySource(images, source.reader)
+        batch.raise_first_failure()
+        if batch.data.dtype != images.dtype:
+            if n_values * 4 > DECODED_IMAGES_BUDGET:
+                return source
+            images = images.astype(np.float32)
+        images[batch.indices.start : batch.indices.stop] = batch.data
+    return DecodedSource(images, source)
+
+
+class DecodedSource(ArraySource):
+    """The images of ``origin`` decoded at the target size, in memory.
+
+    Paths in error messages and the feature cache's content keys are those
+    of the original items (a file's bytes, not its decoded pixels), so
+    decoding ahead changes nothing the user sees.
+    """
+
+    def __init__(self, images, origin):
+        super().__init__(images, origin.reader)
+        self.origin = origin
+
+    def path(self, index):
+        return self.origin.path(index)

@@ -34,6 +34,7 @@ def extract_features(
     n_jobs=None,
     on_error="raise",
     verbose=0,
+    cache=None,
 ):
     """Features of every item of ``source``, one row per item, in order.
 
@@ -50,6 +51,9 @@ def extract_features(
         :class:`~skptm.ImageReadError`, naming its index and path.
         ``"nan"``: its row is NaN, and one :class:`ImageReadWarning` lists
         every failed item at the end.
+    cache : str, path or None
+        A feature cache directory (:mod:`skptm._feature_cache`): items whose
+        features it holds are not computed again; new ones are stored.
     verbose : int
         ``>= 1`` draws a progress bar with images per second (``tqdm``: a
         widget in notebooks, text on a terminal).
@@ -63,15 +67,30 @@ def extract_features(
     n = len(source)
     features = np.empty((n, network.n_features), dtype=np.float32)
     failures = []
-    with tqdm(total=n, unit=" images", disable=not (verbose and n)) as progress:
-        for batch in stream_batches(source, batch_size, n_jobs):
-            if batch.failures and on_error == "raise":
-                raise batch.failures[0].error() from batch.failures[0].cause
-            features[batch.start : batch.stop] = predict_padded(network, batch.data, batch_size)
+    todo, keys, store = None, None, None
+    if cache is not None and n:
+        from ._feature_cache import open_cache
+
+        store = open_cache(cache, network, source)
+    if store is not None:
+        keys = store.keys(source, n_jobs)
+        todo = np.flatnonzero(~store.load_into(keys, features, n_jobs))
+    done = n if todo is None else n - len(todo)
+    with tqdm(total=n, initial=done, unit=" images", disable=not (verbose and n)) as progress:
+        for batch in stream_batches(source, batch_size, n_jobs, indices=todo):
+            if on_error == "raise":
+                batch.raise_first_failure()
+            rows = _rows(batch.indices)
+            features[rows] = predict_padded(network, batch.data, batch_size)
             for failure in batch.failures:
                 features[failure.index] = np.nan
             failures.extend(batch.failures)
-            progress.update(batch.stop - batch.start)
+            if store is not None:
+                failed = {failure.index for failure in batch.failures}
+                for index in batch.indices:
+                    if index not in failed:
+                        store.store(keys[index], features[index])
+            progress.update(len(batch.indices))
     if failures:
         listing = "; ".join(failure.summary() for failure in failures)
         warnings.warn(
@@ -81,6 +100,10 @@ def extract_features(
             stacklevel=3,
         )
     return features
+
+
+def _rows(indices):
+    return slice(indices.start, indices.stop) if isinstance(indices, range) else indices
 
 
 def predict_padded(network, data, batch_size):

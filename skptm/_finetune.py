@@ -36,7 +36,7 @@ import keras
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ._batches import ArraySource, TableSource, decode_once, default_n_threads
+from ._batches import ItemSource, decode_once, default_n_threads
 from ._features import extract_features, make_source
 from ._heads import (
     HEAD_PATIENCE,
@@ -56,6 +56,7 @@ from ._networks import (
     quiet_retracing_warnings,
     seeded_python_random,
 )
+from ._precision import dtype_policy_scope, resolve_precision
 from ._unfreeze import layer_at, select_unfrozen, set_trainable
 
 LIGHT_AUGMENTATION = "light"
@@ -147,26 +148,6 @@ def make_augmentation(augment, seed):
 # -- data ----------------------------------------------------------------------------------
 
 
-def read_rows(source, indices, pool=None) -> np.ndarray:
-    """The decoded inputs of ``source`` at ``indices``; an unreadable one raises."""
-    if isinstance(source, TableSource):
-        return np.asarray(source.items[indices], dtype=np.float32)
-    if isinstance(source, ArraySource):
-        stack = source.read_stack(source.items[indices])
-        if stack is not None:
-            return stack
-    data = np.empty((len(indices), *source.reader.size, 3), dtype=np.float32)
-    slots = range(len(indices))
-    if pool is not None:
-        failures = list(pool.map(lambda k: source.read_into(indices[k], data[k]), slots))
-    else:
-        failures = [source.read_into(indices[k], data[k]) for k in slots]
-    for failure in failures:
-        if failure is not None:
-            raise failure.error() from failure.cause
-    return data
-
-
 class StreamedBatches(keras.utils.PyDataset):
     """Training batches read from a source, reshuffled every epoch by our own RNG."""
 
@@ -181,6 +162,9 @@ class StreamedBatches(keras.utils.PyDataset):
         self.rng = np.random.default_rng(seed)
         self.pool = pool
         self.order = self._new_order()
+        # Items read one by one (files, PIL images, lists) give uint8 batches
+        # unless one is 16-bit or float; a stacked array's batches share a dtype.
+        self.mixed_dtypes = type(source) is ItemSource
 
     def _new_order(self):
         positions = np.arange(len(self.indices))
@@ -194,8 +178,12 @@ class StreamedBatches(keras.utils.PyDataset):
         rows = self.indices[positions]
         if isinstance(self.source, np.ndarray):  # precomputed features
             x = self.source[rows]
-        else:
-            x = read_rows(self.source, rows, self.pool)
+        else:  # images, through the same reading as transform's
+            batch = self.source.submit(self.pool, rows)()
+            batch.raise_first_failure()
+            x = batch.data
+            if self.mixed_dtypes:  # Keras fixes the input dtype from the first batch
+                x = x.astype(np.float32, copy=False)
         return x, self.targets[rows], self.weights[rows]
 
     def on_epoch_end(self):
@@ -261,7 +249,10 @@ def train(params, X, targets, sample_weight, *, task: Task, validation_split, ca
         raise ValueError(f"X has {n} items but y has {len(targets)}.")
     train_idx, val_idx = validation_split(n, seed)
     unfrozen = select_unfrozen(network.base, params["unfreeze"]) if params["finetune_epochs"] else ()
-    with seeded_python_random(seed):  # Keras draws default initializer seeds from it
+    # Keras draws default initializer seeds from Python's random; the head
+    # and the layers around the backbone compute in float32 whatever policy
+    # the user set (the backbone copy keeps the precision it was built in).
+    with seeded_python_random(seed), dtype_policy_scope("float32"):
         head = build_head(
             network.n_features, params["hidden_units"], params["dropout"], task.n_outputs,
             task.activation, seed,
@@ -281,9 +272,10 @@ def train(params, X, targets, sample_weight, *, task: Task, validation_split, ca
             )
 
         def fit_phase(name, trainee, inputs, epochs, learning_rate, keep_best):
-            trainee.compile(
-                optimizer=keras.optimizers.Adam(learning_rate), loss=task.loss, metrics=list(task.metrics)
-            )
+            optimizer = keras.optimizers.Adam(learning_rate)
+            if network.precision == "float16":  # float16 gradients underflow without it
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            trainee.compile(optimizer=optimizer, loss=task.loss, metrics=list(task.metrics))
             # Keras attaches the model to every callback: give it copies, so
             # that the user's callbacks (an estimator parameter) never hold a
             # trained model. State they record in shared lists stays visible.
@@ -309,7 +301,8 @@ def train(params, X, targets, sample_weight, *, task: Task, validation_split, ca
 
         # Phase 1: the head on features computed once.
         features = extract_features(
-            network, source, batch_size=batch_size, n_jobs=params["n_jobs"], verbose=params["verbose"]
+            network, source, batch_size=batch_size, n_jobs=params["n_jobs"], verbose=params["verbose"],
+            cache=params["cache"],
         )
         set_standardization(head, features[train_idx], sample_weight[train_idx])
         if not params["head_epochs"]:
@@ -379,6 +372,7 @@ def feature_network(params) -> FeatureNetwork:
         input_size=params["input_size"],
         pooling=params["pooling"],
         preprocessing=params["preprocessing"],
+        precision=resolve_precision(params["precision"], params["backbone"]),
     )
 
 
@@ -442,7 +436,7 @@ def import_state(state: dict, params, task: Task) -> tuple[TrainedModel, Feature
             "available: the same Keras ImageNet file or the same weights file."
         )
     seed = 0
-    with seeded_python_random(seed):
+    with seeded_python_random(seed), dtype_policy_scope("float32"):
         head = build_head(
             network.n_features, params["hidden_units"], params["dropout"], task.n_outputs,
             task.activation, seed,
