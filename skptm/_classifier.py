@@ -103,6 +103,8 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
         early_stopping=False,
         patience=3,
         batch_size=32,
+        precision="float32",
+        cache=None,
         class_weight=None,
         callbacks=None,
         n_jobs=None,
@@ -117,6 +119,7 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
             finetune_learning_rate=finetune_learning_rate, finetune_epochs=finetune_epochs,
             augment=augment, validation_fraction=validation_fraction,
             early_stopping=early_stopping, patience=patience, batch_size=batch_size,
+            precision=precision, cache=cache,
             callbacks=callbacks, n_jobs=n_jobs, random_state=random_state, verbose=verbose,
         )
         self.class_weight = class_weight

@@ -9,7 +9,11 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
 
 from ._images import INTERPOLATIONS, RESIZE_POLICIES
 
@@ -101,6 +105,17 @@ PARAMETERS_DOC = """
         Images per training step and per prediction batch (a last partial
         prediction batch is padded, so results do not depend on batching).
 
+    precision : {"float32", "bfloat16", "float16", "auto"}, default="float32"
+        What the backbone computes in, for both training phases and for
+        prediction: ``"bfloat16"`` is Keras's ``mixed_bfloat16`` policy
+        (weights and the head stay float32), ``"float16"`` is for GPUs (with
+        loss scaling), ``"auto"`` as for the transformer.
+
+    cache : str, path or None, default=None
+        A feature cache directory, as for the transformer: phase 1 reads the
+        backbone's features of images seen before (by the transformer with
+        the same network, or an earlier fit) instead of computing them.
+
     callbacks : list of keras.callbacks.Callback or None, default=None
         Extra Keras callbacks, run in every phase that Keras trains (phase 2,
         and phase 1 for a head with ``hidden_units``). Each phase gets a
@@ -152,6 +167,8 @@ class BaseFineTuned(TransformerMixin, BaseEstimator):
         "early_stopping": ["boolean"],
         "patience": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "precision": [StrOptions({"float32", "bfloat16", "float16", "auto"})],
+        "cache": [str, os.PathLike, None],
         "callbacks": [list, None],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
@@ -179,6 +196,8 @@ class BaseFineTuned(TransformerMixin, BaseEstimator):
         early_stopping=False,
         patience=3,
         batch_size=32,
+        precision="float32",
+        cache=None,
         callbacks=None,
         n_jobs=None,
         random_state=None,
@@ -203,6 +222,8 @@ class BaseFineTuned(TransformerMixin, BaseEstimator):
         self.early_stopping = early_stopping
         self.patience = patience
         self.batch_size = batch_size
+        self.precision = precision
+        self.cache = cache
         self.callbacks = callbacks
         self.n_jobs = n_jobs
         self.random_state = random_state

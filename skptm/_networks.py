@@ -37,6 +37,7 @@ import keras
 import numpy as np
 
 from ._backbones import BackboneSpec, get_backbone_spec
+from ._precision import dtype_policy_scope, with_precision
 
 MAX_CACHED_BACKBONES = 8
 
@@ -114,6 +115,9 @@ class FeatureNetwork:
     feature_names : tuple of str
     preprocessing : str
         The preprocessing family inside ``model``.
+    precision : str
+        What the backbone computes in (``"float32"``, ``"bfloat16"`` or
+        ``"float16"``); features are float32 in every case.
     """
 
     model: object
@@ -123,6 +127,7 @@ class FeatureNetwork:
     n_input_features: int | None
     feature_names: tuple
     preprocessing: str = "none"
+    precision: str = "float32"
 
     @property
     def n_features(self) -> int:
@@ -188,34 +193,54 @@ def get_feature_network(
     pooling="avg",
     layers=None,
     preprocessing=None,
+    precision="float32",
 ) -> FeatureNetwork:
     """The feature network for these parameters, from the cache or built.
 
     Parameters are those of :class:`~skptm.PretrainedFeatureTransformer`;
-    ``layers`` is ``None`` or a tuple of layer names.
+    ``layers`` is ``None`` or a tuple of layer names, ``precision`` one of
+    :data:`~skptm._precision.PRECISIONS` (``"auto"`` already resolved).
     """
     spec = get_backbone_spec(backbone) if isinstance(backbone, str) else None
-    base_key = _base_key(backbone, spec, weights, input_size)
     family = _preprocessing_family(spec, preprocessing)
     feature_key = (family, pooling, layers)
     with _lock:
-        entry = _bases.get(base_key)
-        if entry is not None:
-            _bases.move_to_end(base_key)
-            network = entry[1].get(feature_key)
-            if network is not None:
-                _stats["hits"] += 1
-                return network
+        entry = _base_entry(backbone, spec, weights, input_size, precision)
+        network = entry[1].get(feature_key)
+        if network is not None:
+            _stats["hits"] += 1
+            return network
         _stats["misses"] += 1
-        if entry is None:
-            base = _build_base(backbone, spec, weights, input_size)
-            _stats["base_builds"] += 1
-            entry = _bases[base_key] = (base, {})
-            while len(_bases) > MAX_CACHED_BACKBONES:
-                _bases.popitem(last=False)
-        network = _wrap(entry[0], spec, backbone, family, pooling, layers, input_size)
+        # skptm's layers around the backbone (preprocessing, pooling) compute
+        # in float32 whatever policy the user set for this thread.
+        with dtype_policy_scope("float32"):
+            network = _wrap(entry[0], spec, backbone, family, pooling, layers, input_size, precision)
         entry[1][feature_key] = network
         return network
+
+
+def _base_entry(backbone, spec, weights, input_size, precision):
+    """The cache entry ``(base, {feature key: network})``, built on a miss.
+
+    A reduced-precision base is a copy of the float32 one (from the cache),
+    so weights are loaded once whatever the precisions in use.
+    """
+    key = (*_base_key(backbone, spec, weights, input_size), precision)
+    entry = _bases.get(key)
+    if entry is not None:
+        _bases.move_to_end(key)
+        return entry
+    if precision == "float32":
+        with dtype_policy_scope("float32"):
+            base = _build_base(backbone, spec, weights, input_size)
+    else:
+        float32_base = _base_entry(backbone, spec, weights, input_size, "float32")[0]
+        base = with_precision(float32_base, precision)
+    _stats["base_builds"] += 1
+    entry = _bases[key] = (base, {})
+    while len(_bases) > MAX_CACHED_BACKBONES:
+        _bases.popitem(last=False)
+    return entry
 
 
 def backbone_takes_table(backbone, *, weights, input_size) -> bool:
@@ -292,6 +317,19 @@ def fingerprint(model) -> str:
         digest.update(str(value.shape).encode())
         digest.update(value.tobytes())
     return digest.hexdigest()
+
+
+_fingerprints: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def base_fingerprint(base) -> str:
+    """:func:`fingerprint` of a cached base network, computed once per model
+    object (cached bases are never trained or changed)."""
+    with _lock:
+        value = _fingerprints.get(base)
+        if value is None:
+            value = _fingerprints[base] = fingerprint(base)
+        return value
 
 
 #: Identities of the user's models already hashed, per model object: hashing
@@ -500,11 +538,11 @@ def _keras_home():
 # -- wrapping -------------------------------------------------------------------------
 
 
-def _wrap(base, spec, backbone, family, pooling, layers, input_size):
+def _wrap(base, spec, backbone, family, pooling, layers, input_size, precision):
     base_shape = tuple(base.inputs[0].shape[1:])
     prefix = spec.name if spec is not None else _custom_name(backbone, base)
     if len(base_shape) == 1:
-        return _wrap_tabular(base, prefix, base_shape[0])
+        return _wrap_tabular(base, prefix, base_shape[0], precision)
     if len(base_shape) != 3 or base_shape[-1] != 3:
         raise ValueError(
             "A custom backbone must take images (batch, height, width, 3) or rows of "
@@ -528,17 +566,17 @@ def _wrap(base, spec, backbone, family, pooling, layers, input_size):
         names.extend(f"{part_prefix}_{label}_{i}" for i in range(tensor.shape[-1]))
     output = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="features")(pooled)
     model = keras.Model(inputs, output, name=f"skptm_{prefix}")
-    return FeatureNetwork(model, base, True, size, None, tuple(names), family)
+    return FeatureNetwork(model, base, True, size, None, tuple(names), family, precision)
 
 
-def _wrap_tabular(base, prefix, n_columns):
+def _wrap_tabular(base, prefix, n_columns, precision):
     if len(base.outputs[0].shape) != 2:
         raise ValueError(
             f"A tabular backbone must output (batch, n_features); {base.name!r} "
             f"outputs {tuple(base.outputs[0].shape)}."
         )
     names = tuple(f"{prefix}_{i}" for i in range(base.outputs[0].shape[-1]))
-    return FeatureNetwork(base, base, False, None, n_columns, names)
+    return FeatureNetwork(base, base, False, None, n_columns, names, precision=precision)
 
 
 def _custom_name(backbone, base):

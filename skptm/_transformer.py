@@ -79,6 +79,27 @@ class PretrainedFeatureTransformer(TransformerMixin, BaseEstimator):
         rows it was computed with (for a handful of images, a smaller
         ``batch_size`` is faster).
 
+    precision : {"float32", "bfloat16", "float16", "auto"}, default="float32"
+        What the network computes in. ``"bfloat16"`` uses Keras's
+        ``mixed_bfloat16`` policy (weights stay float32, layers compute in
+        16 bits): about 2x faster for VGG16 and 1.4x for ResNet50 on a CPU
+        with AVX-512 BF16, slower for MobileNetV2, with features whose cosine
+        similarity to float32 is above 0.999. ``"float16"`` is for GPUs.
+        ``"auto"`` picks bfloat16 only where the hardware computes it
+        natively and it was measured faster for this network (see the
+        performance guide), float32 otherwise. Features are float32 in every
+        case, and your own Keras dtype policy is left as it is.
+
+    cache : str, path or None, default=None
+        A directory where features are kept per image, keyed by the image's
+        content (file bytes or array values) and everything that determines
+        its features (network, weights, size, precision, resizing). An image
+        seen before is not run through the network again, in this process or
+        another: repeated transforms and the folds and candidates of a grid
+        search compute each image's features once. Safe for several
+        processes at once; a damaged entry is recomputed (with a warning),
+        and an unwritable directory gives a warning and no caching.
+
     n_jobs : int or None, default=None
         Threads decoding images while the network runs; ``None`` means one
         per core, up to 8; ``-1`` all cores.
@@ -140,6 +161,8 @@ class PretrainedFeatureTransformer(TransformerMixin, BaseEstimator):
         "interpolation": [StrOptions(set(INTERPOLATIONS))],
         "preprocessing": [StrOptions({"caffe", "tf", "torch", "none"}), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "precision": [StrOptions({"float32", "bfloat16", "float16", "auto"})],
+        "cache": [str, os.PathLike, None],
         "n_jobs": [Integral, None],
         "on_error": [StrOptions({"raise", "nan"})],
         "verbose": ["verbose"],
@@ -156,6 +179,8 @@ class PretrainedFeatureTransformer(TransformerMixin, BaseEstimator):
         interpolation="bilinear",
         preprocessing=None,
         batch_size=32,
+        precision="float32",
+        cache=None,
         n_jobs=None,
         on_error="raise",
         verbose=0,
@@ -169,6 +194,8 @@ class PretrainedFeatureTransformer(TransformerMixin, BaseEstimator):
         self.interpolation = interpolation
         self.preprocessing = preprocessing
         self.batch_size = batch_size
+        self.precision = precision
+        self.cache = cache
         self.n_jobs = n_jobs
         self.on_error = on_error
         self.verbose = verbose
@@ -226,6 +253,7 @@ class PretrainedFeatureTransformer(TransformerMixin, BaseEstimator):
             n_jobs=self.n_jobs,
             on_error=self.on_error,
             verbose=self.verbose,
+            cache=self.cache,
         )
 
     def get_feature_names_out(self, input_features=None):
@@ -258,6 +286,7 @@ class PretrainedFeatureTransformer(TransformerMixin, BaseEstimator):
 
     def _network(self):
         from ._networks import get_feature_network
+        from ._precision import resolve_precision
 
         layers = (self.layer,) if isinstance(self.layer, str) else self.layer
         return get_feature_network(
@@ -267,6 +296,7 @@ class PretrainedFeatureTransformer(TransformerMixin, BaseEstimator):
             pooling=self.pooling,
             layers=tuple(layers) if layers is not None else None,
             preprocessing=self.preprocessing,
+            precision=resolve_precision(self.precision, self.backbone),
         )
 
     def _takes_table(self):
