@@ -7,6 +7,7 @@ the process; networks are built on first use.
 from ._backbones import list_backbones
 from ._batches import ImageReadError
 from ._classifier import FineTunedClassifier
+from ._feature_cache import FeatureCacheWarning
 from ._features import ImageReadWarning
 from ._regressor import FineTunedRegressor
 from ._transformer import PretrainedFeatureTransformer
@@ -29,6 +30,7 @@ def __getattr__(name):
 
 
 __all__ = [
+    "FeatureCacheWarning",
     "FineTunedClassifier",
     "FineTunedRegressor",
     "ImageReadError",

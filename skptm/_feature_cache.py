@@ -1,0 +1,233 @@
+"""A per-image feature cache on disk, keyed by content and configuration.
+
+``cache=<directory>`` on the estimators stores each image's feature vector in
+its own small file::
+
+    <directory>/v1/<configuration key>/<ab>/<item key>
+
+* The **configuration key** hashes everything that determines the features
+  besides the image: the feature network's architecture (backbone, input
+  size, preprocessing, pooling, layers, precision), its weights (a
+  fingerprint of every value), how images are resized, and the versions of
+  the libraries that decode and compute (Pillow, Keras, TensorFlow).
+  Networks of different precisions or weights never share an entry.
+* The **item key** hashes the item's content: a file's bytes (not its path
+  or modification time, so a copied or renamed file is still a hit), encoded
+  bytes, an array's dtype, shape and values, a PIL image's pixels.
+
+An entry is the float32 vector followed by a BLAKE2b digest of it, written to
+a temporary file and renamed into place, so concurrent processes and an
+interrupted write never leave a half-written entry under a real name. A
+truncated or corrupt entry is recomputed with a :class:`FeatureCacheWarning`;
+an unwritable directory gives one warning and no caching.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import warnings
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from PIL import Image
+
+from ._batches import TableSource, default_n_threads
+
+#: Bump when decoding or feature computation changes in a way that alters
+#: features for the same configuration; old entries are then ignored.
+FORMAT_VERSION = 1
+
+_DIGEST_SIZE = 16
+_READ_CHUNK = 1 << 20
+
+
+class FeatureCacheWarning(UserWarning):
+    """The feature cache could not be used as asked (an entry was damaged, or
+    the directory is not writable); features were computed instead."""
+
+
+def open_cache(directory, network, source) -> FeatureCache | None:
+    """The cache for ``network`` reading ``source`` under ``directory``, or
+    ``None`` (with a warning) when it cannot be used."""
+    try:
+        configuration = configuration_key(network, source)
+    except Exception as exc:
+        warnings.warn(
+            f"The feature cache is not used: this network's configuration cannot be "
+            f"serialised to key the cache ({type(exc).__name__}: {exc}).",
+            FeatureCacheWarning,
+            stacklevel=4,
+        )
+        return None
+    root = os.path.join(os.fspath(directory), f"v{FORMAT_VERSION}", configuration)
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as exc:
+        warnings.warn(
+            f"The feature cache directory {os.fspath(directory)!r} cannot be used "
+            f"({exc}); features are computed without caching.",
+            FeatureCacheWarning,
+            stacklevel=4,
+        )
+        return None
+    return FeatureCache(root, network.n_features)
+
+
+class FeatureCache:
+    """The entries of one configuration: ``load`` and ``store`` by item key."""
+
+    def __init__(self, root, n_features):
+        self.root = root
+        self.n_features = n_features
+        self.writable = True
+
+    def _path(self, key):
+        return os.path.join(self.root, key[:2], key[2:])
+
+    def keys(self, source, n_jobs=None) -> list:
+        """The content key of every item of ``source`` (``None`` where an item
+        cannot be read: it is computed, and reported, as without a cache)."""
+        with ThreadPoolExecutor(default_n_threads(n_jobs), thread_name_prefix="skptm-hash") as pool:
+            return list(pool.map(lambda i: content_key(source, i), range(len(source)), chunksize=64))
+
+    def load_into(self, keys, out, n_jobs=None) -> np.ndarray:
+        """Fill the rows of ``out`` whose entries exist; returns the mask of hits.
+
+        Damaged or unreadable entries count as misses, reported in one
+        :class:`FeatureCacheWarning`.
+        """
+        problems = []
+
+        def load(row):
+            if keys[row] is None:
+                return False
+            vector, problem = self.load(keys[row])
+            if problem is not None:
+                problems.append(problem)
+            if vector is None:
+                return False
+            out[row] = vector
+            return True
+
+        with ThreadPoolExecutor(default_n_threads(n_jobs), thread_name_prefix="skptm-cache") as pool:
+            hits = np.fromiter(pool.map(load, range(len(keys)), chunksize=64), dtype=bool, count=len(keys))
+        if problems:
+            listing = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            self._warn(
+                f"{len(problems)} feature cache entries could not be used and are "
+                f"recomputed and rewritten: {listing}"
+            )
+        return hits
+
+    def load(self, key):
+        """``(vector, None)``, ``(None, None)`` for a miss, or ``(None, problem)``."""
+        path = self._path(key)
+        try:
+            with open(path, "rb") as entry:
+                data = entry.read()
+        except (FileNotFoundError, NotADirectoryError):
+            return None, None
+        except OSError as exc:
+            return None, f"{path!r} cannot be read ({exc})"
+        size = self.n_features * 4
+        body, digest = data[:size], data[size:]
+        if len(data) != size + _DIGEST_SIZE or hashlib.blake2b(body, digest_size=_DIGEST_SIZE).digest() != digest:
+            return None, f"{path!r} is damaged (truncated or corrupt)"
+        return np.frombuffer(body, dtype="<f4"), None
+
+    def store(self, key, vector) -> None:
+        """Write one entry atomically (a temporary file, then a rename)."""
+        if not self.writable or key is None:
+            return
+        body = np.ascontiguousarray(vector, dtype="<f4").tobytes()
+        data = body + hashlib.blake2b(body, digest_size=_DIGEST_SIZE).digest()
+        path = self._path(key)
+        temporary = None
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".", suffix=".tmp")
+            with os.fdopen(handle, "wb") as entry:
+                entry.write(data)
+            os.replace(temporary, path)
+            temporary = None
+        except OSError as exc:
+            self.writable = False
+            self._warn(f"The feature cache {self.root!r} is not writable ({exc}); features are not cached.")
+        finally:  # also on KeyboardInterrupt: no stray temporary file
+            if temporary is not None:
+                try:
+                    os.unlink(temporary)
+                except OSError:
+                    pass
+
+    @staticmethod
+    def _warn(message):
+        warnings.warn(message, FeatureCacheWarning, stacklevel=5)
+
+
+# -- keys -----------------------------------------------------------------------------------
+
+_configurations: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def configuration_key(network, source) -> str:
+    """A hex key of everything besides the image that determines its features."""
+    import keras
+    import PIL
+    import tensorflow as tf
+
+    from ._networks import base_fingerprint
+
+    architecture = _configurations.get(network.model)
+    if architecture is None:
+        architecture = _configurations[network.model] = network.model.to_json()
+    reader = getattr(source, "reader", None)
+    reading = "table" if isinstance(source, TableSource) or reader is None else repr(
+        (tuple(reader.size), reader.resize, reader.interpolation)
+    )
+    digest = hashlib.sha256()
+    for part in (
+        str(FORMAT_VERSION),
+        architecture,
+        base_fingerprint(network.base),
+        network.precision,
+        reading,
+        PIL.__version__,
+        keras.__version__,
+        tf.__version__,
+    ):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:32]
+
+
+def content_key(source, index) -> str | None:
+    """A hex key of item ``index``'s content, or ``None`` if it has none."""
+    source = getattr(source, "origin", source)  # decoded ahead: key the original item
+    item = source.items[index]
+    digest = hashlib.blake2b(digest_size=20)
+    try:
+        if isinstance(item, (str, os.PathLike)):
+            digest.update(b"file")
+            with open(item, "rb") as file:
+                while chunk := file.read(_READ_CHUNK):
+                    digest.update(chunk)
+        elif isinstance(item, (bytes, bytearray, memoryview)):
+            digest.update(b"bytes")
+            digest.update(item)
+        elif isinstance(item, Image.Image):
+            digest.update(f"pil {item.mode} {item.size} {item.getexif().get(0x0112, 1)}".encode())
+            digest.update(item.tobytes())
+        else:
+            array = np.ascontiguousarray(np.asarray(item))
+            if array.dtype == object:
+                return None
+            digest.update(f"array {array.dtype.str} {array.shape}".encode())
+            digest.update(memoryview(array).cast("B"))
+    except (OSError, ValueError, TypeError):
+        return None  # unreadable: computed (and reported) as without a cache
+    return digest.hexdigest()
+

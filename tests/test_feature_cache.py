@@ -1,0 +1,218 @@
+"""The per-image feature cache: hits, keys, damage, concurrency, interruption."""
+
+import shutil
+import warnings
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+
+from skptm import FeatureCacheWarning, FineTunedClassifier, PretrainedFeatureTransformer
+
+from .conftest import LIGHT, LIGHT_2, SIZE
+
+
+def make(cache, **params):
+    params = {"backbone": LIGHT, "weights": None, "input_size": SIZE, "batch_size": 4, **params}
+    return PretrainedFeatureTransformer(cache=cache, **params)
+
+
+def entries(cache):
+    return sorted(p for p in Path(cache).rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(10):
+        path = folder / f"photo {i}.jpg"
+        Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def plain(photos):
+    return make(None).transform(photos)
+
+
+def count_network_calls(monkeypatch):
+    from skptm._networks import FeatureNetwork
+
+    calls = []
+    predict = FeatureNetwork.predict
+    monkeypatch.setattr(FeatureNetwork, "predict", lambda self, batch: calls.append(len(batch)) or predict(self, batch))
+    return calls
+
+
+def test_second_transform_reads_the_cache_and_equals_the_first(tmp_path, photos, plain, monkeypatch):
+    first = make(tmp_path).transform(photos)
+    assert len(entries(tmp_path)) == len(photos)
+    np.testing.assert_array_equal(first, plain)
+    calls = count_network_calls(monkeypatch)
+    second = make(tmp_path).transform(photos)
+    assert calls == []
+    np.testing.assert_array_equal(second, plain)
+
+
+def test_only_new_items_are_computed_and_order_is_kept(tmp_path, photos, plain, monkeypatch):
+    make(tmp_path).transform(photos[2:5])
+    calls = count_network_calls(monkeypatch)
+    mixed = make(tmp_path).transform(photos[::-1])
+    assert sum(calls) == len(photos) - 3 + (-(len(photos) - 3)) % 4  # padded batches of 4
+    np.testing.assert_array_equal(mixed, plain[::-1])
+
+
+def test_keyed_by_content_not_by_path(tmp_path, photos, plain):
+    make(tmp_path).transform(photos[:1])
+    copy = tmp_path / "elsewhere" / "renamed.jpg"
+    copy.parent.mkdir()
+    shutil.copy(photos[0], copy)
+    assert len(entries(tmp_path / "v1")) == 1
+    np.testing.assert_array_equal(make(tmp_path).transform([copy]), plain[:1])
+    assert len(entries(tmp_path / "v1")) == 1
+
+
+def test_arrays_bytes_and_pil_images_are_cached(tmp_path, photos):
+    images = [np.asarray(Image.open(p)) for p in photos[:3]]
+    stack = np.stack(images)
+    extractor = make(tmp_path)
+    for X in (stack, images, [p.read_bytes() for p in photos[:3]], [Image.open(p) for p in photos[:3]]):
+        first = extractor.transform(X)
+        np.testing.assert_array_equal(extractor.transform(X), first)
+    assert len(entries(tmp_path)) == 9  # arrays (stacked or listed: one key each), bytes, PIL images
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"backbone": LIGHT_2}, {"pooling": "max"}, {"input_size": SIZE + 16}, {"resize": "center_crop"},
+     {"precision": "bfloat16"}],
+    ids=lambda change: next(iter(change)),
+)
+def test_each_configuration_has_its_own_entries(tmp_path, photos, change):
+    make(tmp_path).transform(photos[:2])
+    changed = make(tmp_path, **change)
+    np.testing.assert_array_equal(changed.transform(photos[:2]), make(None, **change).transform(photos[:2]))
+    assert len(entries(tmp_path)) == 4
+
+
+def test_weights_file_is_part_of_the_key(tmp_path, photos):
+    import keras
+
+    def weights_file(name, seed):
+        keras.utils.set_random_seed(seed)
+        model = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
+        path = tmp_path / name
+        model.save_weights(path)
+        return path
+
+    cache = tmp_path / "cache"
+    a = make(cache, weights=weights_file("a.weights.h5", 1)).transform(photos[:2])
+    b = make(cache, weights=weights_file("b.weights.h5", 2)).transform(photos[:2])
+    assert not np.array_equal(a, b)
+    assert len(entries(cache)) == 4
+
+
+def test_damaged_entries_are_recomputed_with_a_warning(tmp_path, photos, plain):
+    make(tmp_path).transform(photos[:3])
+    truncated, corrupt, _ = entries(tmp_path)
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    data = bytearray(corrupt.read_bytes())
+    data[10] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    with pytest.warns(FeatureCacheWarning, match="2 feature cache entries.*damaged.*damaged") as caught:
+        again = make(tmp_path).transform(photos[:3])
+    assert len(caught) == 1
+    np.testing.assert_array_equal(again, plain[:3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FeatureCacheWarning)
+        np.testing.assert_array_equal(make(tmp_path).transform(photos[:3]), plain[:3])  # rewritten
+
+
+def test_write_failures_warn_once_and_compute(tmp_path, photos, plain):
+    make(tmp_path).transform(photos[:1])
+    (root,) = {path.parent.parent for path in entries(tmp_path)}
+    shutil.rmtree(root)
+    root.mkdir()
+    for shard in range(256):  # every entry's folder is blocked by a file
+        (root / f"{shard:02x}").write_text("")
+    with pytest.warns(FeatureCacheWarning, match="not writable") as caught:
+        features = make(tmp_path).transform(photos[:3])
+    assert len(caught) == 1
+    np.testing.assert_array_equal(features, plain[:3])
+
+
+def test_a_file_in_place_of_the_directory_warns(tmp_path, photos, plain):
+    blocker = tmp_path / "cache"
+    blocker.write_text("not a directory")
+    with pytest.warns(FeatureCacheWarning, match="cannot be used"):
+        np.testing.assert_array_equal(make(blocker).transform(photos[:2]), plain[:2])
+
+
+def test_interrupted_write_leaves_no_entry_and_no_temporary_file(tmp_path, photos, monkeypatch):
+    import skptm._feature_cache as feature_cache
+
+    def interrupted(source, destination):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(feature_cache.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        make(tmp_path).transform(photos[:2])
+    assert entries(tmp_path) == []
+
+
+def _transform_into(cache, paths):
+    return make(cache).transform(paths)
+
+
+def test_two_processes_writing_at_once(tmp_path, photos, plain):
+    results = joblib.Parallel(n_jobs=2, backend="loky")(
+        joblib.delayed(_transform_into)(tmp_path, photos) for _ in range(2)
+    )
+    for result in results:
+        np.testing.assert_array_equal(result, plain)
+    assert len(entries(tmp_path)) == len(photos)  # no temporary file left behind
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FeatureCacheWarning)
+        np.testing.assert_array_equal(make(tmp_path).transform(photos), plain)
+
+
+def test_unreadable_items_are_not_cached(tmp_path, photos, image_dir):
+    X = [photos[0], image_dir / "truncated.jpg", image_dir / "missing.jpg"]
+    with pytest.warns(UserWarning, match="2 of 3"):
+        features = make(tmp_path, on_error="nan").transform(X)
+    assert np.isnan(features[1:]).all() and np.isfinite(features[0]).all()
+    assert len(entries(tmp_path)) == 1
+
+
+def test_grid_search_computes_each_image_once_per_backbone(tmp_path, photos, monkeypatch):
+    y = np.arange(len(photos)) % 2
+    pipeline = make_pipeline(make(tmp_path), LogisticRegression())
+    grid = {"pretrainedfeaturetransformer__backbone": [LIGHT, LIGHT_2], "logisticregression__C": [0.1, 1.0]}
+    calls = count_network_calls(monkeypatch)
+    cached = GridSearchCV(pipeline, grid, cv=2).fit(photos, y)
+    images_computed = sum(calls)
+    assert images_computed <= 2 * (len(photos) + 2 * 4)  # once per backbone (+ padding of each batch run)
+    uncached = GridSearchCV(make_pipeline(make(None), LogisticRegression()), grid, cv=2).fit(photos, y)
+    np.testing.assert_array_equal(cached.cv_results_["mean_test_score"], uncached.cv_results_["mean_test_score"])
+
+
+def test_finetuning_head_phase_shares_the_transformers_entries(tmp_path, photos, monkeypatch):
+    make(tmp_path, batch_size=32).transform(photos)
+    before = entries(tmp_path)
+    calls = count_network_calls(monkeypatch)
+    y = np.arange(len(photos)) % 2
+    clf = FineTunedClassifier(
+        LIGHT, weights=None, input_size=SIZE, unfreeze=0, cache=tmp_path, random_state=0
+    ).fit(photos, y)
+    assert calls == []  # phase 1 read every feature from the cache
+    assert entries(tmp_path) == before
+    uncached = FineTunedClassifier(LIGHT, weights=None, input_size=SIZE, unfreeze=0, random_state=0).fit(photos, y)
+    np.testing.assert_array_equal(clf.predict_proba(photos), uncached.predict_proba(photos))
