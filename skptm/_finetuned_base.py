@@ -103,7 +103,8 @@ PARAMETERS_DOC = """
 
     batch_size : int, default=32
         Images per training step and per prediction batch (a last partial
-        prediction batch is padded, so results do not depend on batching).
+        prediction batch is padded to 8, 16, 32, ... rows, so results do not
+        depend on batching).
 
     precision : {"float32", "bfloat16", "float16", "auto"}, default="float32"
         What the backbone computes in, for both training phases and for

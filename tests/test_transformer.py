@@ -283,3 +283,20 @@ def test_memory_is_bounded_to_two_batches(tmp_path):
         assert batch.data.shape == (10, SIZE, SIZE, 3)
         assert CountingReader.reads <= (k + 2) * 10
     assert CountingReader.reads == 100
+
+
+def test_partial_batches_are_padded_to_few_shapes_and_change_no_row(monkeypatch):
+    from skptm._features import padded_rows
+    from skptm._networks import FeatureNetwork
+
+    assert [padded_rows(n, 32) for n in (1, 8, 9, 16, 17, 31, 32)] == [8, 8, 16, 16, 32, 32, 32]
+    assert padded_rows(3, 4) == 4 and padded_rows(50, 48) == 48
+    X = np.random.default_rng(3).integers(0, 256, (41, SIZE, SIZE, 3), dtype=np.uint8)
+    extractor = make(batch_size=32)
+    everything = extractor.transform(X)
+    shapes = []
+    predict = FeatureNetwork.predict
+    monkeypatch.setattr(FeatureNetwork, "predict", lambda self, batch: shapes.append(len(batch)) or predict(self, batch))
+    for n in (1, 5, 9, 17, 33, 41):
+        np.testing.assert_array_equal(extractor.transform(X[:n]), everything[:n])
+    assert set(shapes) == {8, 16, 32}
