@@ -30,6 +30,7 @@ import re
 import threading
 import warnings
 import weakref
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -399,6 +400,44 @@ def seeded_python_random(seed):
             random.setstate(state)
 
 
+#: Initializer attributes of Keras layers and the weights they initialise
+#: (the first that the layer has: DepthwiseConv2D keeps its depthwise kernel
+#: as ``kernel``, SeparableConv2D as ``depthwise_kernel``).
+_INITIALIZED_WEIGHTS = {
+    "kernel_initializer": ("kernel",),
+    "bias_initializer": ("bias",),
+    "depthwise_initializer": ("depthwise_kernel", "kernel"),
+    "pointwise_initializer": ("pointwise_kernel",),
+    "embeddings_initializer": ("embeddings",),
+    "recurrent_initializer": ("recurrent_kernel",),
+    "gamma_initializer": ("gamma",),
+    "beta_initializer": ("beta",),
+}
+
+
+def reinitialize_random_weights(model, seed) -> None:
+    """Draw every randomly initialised weight of ``model`` again from seeds
+    derived from ``seed`` and the layer's position.
+
+    Keras gives an initializer without a seed one drawn from Python's global
+    ``random`` when the layer is made. :func:`seeded_python_random` seeds it,
+    but another thread of the process (Dask's event loop, for one) may draw
+    from it at the same moment, and the "same in every process" random
+    network would then differ. Seeds fixed per weight make it independent of
+    whatever else the process does.
+    """
+    for index, layer in enumerate(model._flatten_layers(include_self=False)):
+        for attribute, weight_names in _INITIALIZED_WEIGHTS.items():
+            initializer = getattr(layer, attribute, None)
+            variable = next((getattr(layer, name) for name in weight_names if getattr(layer, name, None) is not None), None)
+            if variable is None or getattr(initializer, "seed", None) is None:
+                continue  # no such weight, or a constant initializer
+            config = initializer.get_config()
+            config["seed"] = zlib.crc32(f"{seed}/{index}/{attribute}".encode())
+            fresh = type(initializer).from_config(config)
+            variable.assign(fresh(tuple(variable.shape), dtype=variable.dtype))
+
+
 def _build_base(backbone, spec, weights, input_size):
     if spec is not None:
         return _build_application(spec, weights, _as_size(input_size))
@@ -421,6 +460,8 @@ def _build_application(spec: BackboneSpec, weights, input_size):
         model = constructor(include_top=False, weights=None, input_shape=input_shape)
     if path is not None:
         _load_weights(model, path, spec.name)
+    else:
+        reinitialize_random_weights(model, RANDOM_WEIGHTS_SEED)
     return model
 
 
@@ -439,6 +480,7 @@ def _build_custom(backbone, weights):
                 f"{getattr(backbone, '__name__', backbone)!r} returned "
                 f"{type(model).__name__}."
             )
+        reinitialize_random_weights(model, RANDOM_WEIGHTS_SEED)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError(
             "A custom backbone must have exactly one input and one output; "

@@ -264,3 +264,32 @@ def test_unknown_layer_lists_close_names():
 def test_public_cache_helpers():
     assert callable(skptm.clear_network_cache)
     assert set(skptm.network_cache_info()) >= {"hits", "misses", "base_builds"}
+
+
+def test_random_weights_do_not_depend_on_other_threads_drawing_from_random():
+    """Dask's event loop draws from Python's global ``random`` while a worker
+    builds; weights=None must still give the same network in every process."""
+    import random
+    import threading
+
+    from skptm._networks import clear_network_cache, fingerprint, get_feature_network
+
+    def build():
+        clear_network_cache()
+        return fingerprint(get_feature_network("mobilenet_v3_small", weights=None, input_size=32).base)
+
+    quiet = build()
+    stop = threading.Event()
+
+    def draw():
+        while not stop.is_set():
+            random.randint(0, 10)
+
+    thread = threading.Thread(target=draw)
+    thread.start()
+    try:
+        busy = [build(), build()]
+    finally:
+        stop.set()
+        thread.join()
+    assert busy == [quiet, quiet]
