@@ -25,27 +25,15 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
-from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
+from _photos import write_labelled_jpegs
+
 from skptm import PretrainedFeatureTransformer
 
 BACKBONES = ["mobilenet_v2", "efficientnet_b0", "resnet50"]
-
-
-def write_jpegs(folder, n, seed=0):
-    rng = np.random.default_rng(seed)
-    paths, labels = [], []
-    for i in range(n):
-        image = rng.integers(0, 200, (120, 180, 3), dtype=np.uint8)
-        image[..., i % 2 * 2] += 50
-        path = Path(folder) / f"{i:04d}.jpg"
-        Image.fromarray(image).resize((1920, 1280), Image.Resampling.BILINEAR).save(path, quality=90)
-        paths.append(str(path))
-        labels.append(i % 2)
-    return paths, np.array(labels)
 
 
 def grid_search(paths, y, size, cache):
@@ -65,7 +53,7 @@ def main():
     parser.add_argument("--size", type=int, default=96)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        paths, y = write_jpegs(folder, args.images)
+        paths, y = write_labelled_jpegs(folder, args.images, detail=(180, 120))
         for backbone in BACKBONES:  # build every network outside the timings
             PretrainedFeatureTransformer(backbone, weights=None, input_size=args.size).transform(paths[:2])
 

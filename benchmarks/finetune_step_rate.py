@@ -19,13 +19,13 @@ import os
 import platform
 import tempfile
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 import numpy as np
-from PIL import Image
+
+from _photos import write_labelled_jpegs
 
 from skptm import FineTunedClassifier
 from skptm._backbones import get_backbone_spec
@@ -43,19 +43,6 @@ class EpochTimes(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self.start)
-
-
-def write_jpegs(folder, n, seed=0):
-    rng = np.random.default_rng(seed)
-    paths, labels = [], []
-    for i in range(n):
-        image = rng.integers(0, 200, (160, 240, 3), dtype=np.uint8)
-        image[..., i % 2 * 2] += 50
-        path = Path(folder) / f"{i:04d}.jpg"
-        Image.fromarray(image).resize((1920, 1280), Image.Resampling.BILINEAR).save(path, quality=90)
-        paths.append(str(path))
-        labels.append(i % 2)
-    return paths, np.array(labels)
 
 
 def plain_keras_fit(spec, size, images, y, unfreeze, epochs, batch_size):
@@ -94,7 +81,7 @@ def main():
     spec = get_backbone_spec(args.backbone)
     steps = -(-args.images // args.batch_size)
     with tempfile.TemporaryDirectory() as folder:
-        paths, y = write_jpegs(folder, args.images)
+        paths, y = write_labelled_jpegs(folder, args.images)
         reader = ImageReader((args.size, args.size))
         images = np.stack([reader(path) for path in paths])  # the baseline's head start: decoded, resized
         skptm_fit(args.backbone, args.size, paths[:16], y[:16], args.unfreeze, 1, args.batch_size)  # build, cache
