@@ -54,7 +54,7 @@ from ._networks import (
     global_pool,
     private_copy,
     quiet_retracing_warnings,
-    seeded_python_random,
+    reinitialize_random_weights,
 )
 from ._precision import dtype_policy_scope, resolve_precision
 from ._unfreeze import layer_at, select_unfrozen, set_trainable
@@ -249,14 +249,14 @@ def train(params, X, targets, sample_weight, *, task: Task, validation_split, ca
         raise ValueError(f"X has {n} items but y has {len(targets)}.")
     train_idx, val_idx = validation_split(n, seed)
     unfrozen = select_unfrozen(network.base, params["unfreeze"]) if params["finetune_epochs"] else ()
-    # Keras draws default initializer seeds from Python's random; the head
-    # and the layers around the backbone compute in float32 whatever policy
-    # the user set (the backbone copy keeps the precision it was built in).
-    with seeded_python_random(seed), dtype_policy_scope("float32"):
+    # The head and the layers around the backbone compute in float32 whatever
+    # policy the user set (the backbone copy keeps the precision it was built in).
+    with dtype_policy_scope("float32"):
         head = build_head(
             network.n_features, params["hidden_units"], params["dropout"], task.n_outputs,
             task.activation, seed,
         )
+        reinitialize_random_weights(head, seed)  # seeded per weight, not from global random
         trained = build_model(network, params["pooling"], head, params["augment"], seed, task)
     trained.unfrozen = unfrozen
     batch_size = params["batch_size"]
@@ -436,7 +436,7 @@ def import_state(state: dict, params, task: Task) -> tuple[TrainedModel, Feature
             "available: the same Keras ImageNet file or the same weights file."
         )
     seed = 0
-    with seeded_python_random(seed), dtype_policy_scope("float32"):
+    with dtype_policy_scope("float32"):
         head = build_head(
             network.n_features, params["hidden_units"], params["dropout"], task.n_outputs,
             task.activation, seed,

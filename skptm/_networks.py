@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import random
 import re
 import threading
 import warnings
@@ -167,6 +166,7 @@ def quiet_retracing_warnings():
 
 _lock = threading.RLock()
 _bases: OrderedDict = OrderedDict()  # base key -> (base model, {feature key: FeatureNetwork})
+_building: dict = {}  # base key -> the lock its builders hold
 _stats = {"hits": 0, "misses": 0, "base_builds": 0}
 
 
@@ -205,42 +205,66 @@ def get_feature_network(
     spec = get_backbone_spec(backbone) if isinstance(backbone, str) else None
     family = _preprocessing_family(spec, preprocessing)
     feature_key = (family, pooling, layers)
-    with _lock:
-        entry = _base_entry(backbone, spec, weights, input_size, precision)
-        network = entry[1].get(feature_key)
+    base_key = (*_base_key(backbone, spec, weights, input_size), precision)
+    network = _cached_network(base_key, feature_key)
+    if network is not None:
+        return network
+    # Only threads that need this very base wait while it is built; cache
+    # hits of other networks go on.
+    with _build_lock(base_key):
+        entry = _base_entry(base_key, backbone, spec, weights, input_size, precision)
+        network = _cached_network(base_key, feature_key)
         if network is not None:
-            _stats["hits"] += 1
             return network
-        _stats["misses"] += 1
         # skptm's layers around the backbone (preprocessing, pooling) compute
         # in float32 whatever policy the user set for this thread.
         with dtype_policy_scope("float32"):
             network = _wrap(entry[0], spec, backbone, family, pooling, layers, input_size, precision)
-        entry[1][feature_key] = network
+        with _lock:
+            _stats["misses"] += 1
+            entry[1][feature_key] = network
         return network
 
 
-def _base_entry(backbone, spec, weights, input_size, precision):
-    """The cache entry ``(base, {feature key: network})``, built on a miss.
+def _cached_network(base_key, feature_key):
+    with _lock:
+        entry = _bases.get(base_key)
+        network = entry[1].get(feature_key) if entry is not None else None
+        if network is not None:
+            _bases.move_to_end(base_key)
+            _stats["hits"] += 1
+        return network
+
+
+def _build_lock(base_key):
+    with _lock:
+        return _building.setdefault(base_key, threading.Lock())
+
+
+def _base_entry(base_key, backbone, spec, weights, input_size, precision):
+    """The cache entry ``(base, {feature key: network})`` of ``base_key``,
+    built on a miss; the caller holds ``base_key``'s build lock.
 
     A reduced-precision base is a copy of the float32 one (from the cache),
     so weights are loaded once whatever the precisions in use.
     """
-    key = (*_base_key(backbone, spec, weights, input_size), precision)
-    entry = _bases.get(key)
+    with _lock:
+        entry = _bases.get(base_key)
     if entry is not None:
-        _bases.move_to_end(key)
         return entry
     if precision == "float32":
         with dtype_policy_scope("float32"):
             base = _build_base(backbone, spec, weights, input_size)
     else:
-        float32_base = _base_entry(backbone, spec, weights, input_size, "float32")[0]
+        float32_key = (*base_key[:-1], "float32")
+        with _build_lock(float32_key):
+            float32_base = _base_entry(float32_key, backbone, spec, weights, input_size, "float32")[0]
         base = with_precision(float32_base, precision)
-    _stats["base_builds"] += 1
-    entry = _bases[key] = (base, {})
-    while len(_bases) > MAX_CACHED_BACKBONES:
-        _bases.popitem(last=False)
+    with _lock:
+        _stats["base_builds"] += 1
+        entry = _bases[base_key] = (base, {})
+        while len(_bases) > MAX_CACHED_BACKBONES:
+            _bases.popitem(last=False)
     return entry
 
 
@@ -278,7 +302,9 @@ def _base_key(backbone, spec, weights, input_size):
         backbone_id = ("callable", _CallableKey(backbone))
     if spec is None and weights == "imagenet":
         weights = None  # both mean "the custom model's weights as they are"
-    return (backbone_id, _weights_identity(weights), _as_size(input_size))
+    # Layers take Keras's global image data format when they are made: a
+    # network built under another one is another network.
+    return (backbone_id, _weights_identity(weights), _as_size(input_size), keras.config.image_data_format())
 
 
 class _CallableKey:
@@ -326,11 +352,12 @@ _fingerprints: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def base_fingerprint(base) -> str:
     """:func:`fingerprint` of a cached base network, computed once per model
     object (cached bases are never trained or changed)."""
-    with _lock:
-        value = _fingerprints.get(base)
-        if value is None:
-            value = _fingerprints[base] = fingerprint(base)
-        return value
+    value = _fingerprints.get(base)
+    if value is None:  # hashed outside the lock: at worst twice, never blocking others
+        value = fingerprint(base)
+        with _lock:
+            _fingerprints[base] = value
+    return value
 
 
 #: Identities of the user's models already hashed, per model object: hashing
@@ -346,11 +373,12 @@ def model_identity(model) -> str:
 
     Computed once per model object (see :data:`_identities`).
     """
-    with _lock:
-        identity = _identities.get(model)
-        if identity is None:
-            identity = _identities[model] = _hash_model(model)
-        return identity
+    identity = _identities.get(model)
+    if identity is None:  # hashed outside the lock: at worst twice, never blocking others
+        identity = _hash_model(model)
+        with _lock:
+            _identities[model] = identity
+    return identity
 
 
 def _hash_model(model) -> str:
@@ -383,23 +411,6 @@ def _as_size(input_size):
 # -- building -------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def seeded_python_random(seed):
-    """Seed Python's ``random`` (Keras draws default initializer seeds from it)
-    for the duration of the block, then restore the caller's state.
-
-    Holds the cache's lock, so that builds in concurrent threads neither
-    interleave their draws nor restore each other's state.
-    """
-    with _lock:
-        state = random.getstate()
-        random.seed(seed)
-        try:
-            yield
-        finally:
-            random.setstate(state)
-
-
 #: Initializer attributes of Keras layers and the weights they initialise
 #: (the first that the layer has: DepthwiseConv2D keeps its depthwise kernel
 #: as ``kernel``, SeparableConv2D as ``depthwise_kernel``).
@@ -420,11 +431,11 @@ def reinitialize_random_weights(model, seed) -> None:
     derived from ``seed`` and the layer's position.
 
     Keras gives an initializer without a seed one drawn from Python's global
-    ``random`` when the layer is made. :func:`seeded_python_random` seeds it,
-    but another thread of the process (Dask's event loop, for one) may draw
-    from it at the same moment, and the "same in every process" random
-    network would then differ. Seeds fixed per weight make it independent of
-    whatever else the process does.
+    ``random`` when the layer is made. Reseeding that global state would
+    change it under the feet of every other thread (and another thread,
+    Dask's event loop for one, may draw from it during the build); seeds
+    fixed per weight make the "same in every process" random network
+    independent of whatever else the process does, without touching it.
     """
     for index, layer in enumerate(model._flatten_layers(include_self=False)):
         for attribute, weight_names in _INITIALIZED_WEIGHTS.items():
@@ -456,8 +467,7 @@ def _build_application(spec: BackboneSpec, weights, input_size):
                 raise
             raise WeightsUnavailableError(_offline_message(spec, exc)) from exc
     path = _check_weights_path(weights)
-    with seeded_python_random(RANDOM_WEIGHTS_SEED):
-        model = constructor(include_top=False, weights=None, input_shape=input_shape)
+    model = constructor(include_top=False, weights=None, input_shape=input_shape)
     if path is not None:
         _load_weights(model, path, spec.name)
     else:
@@ -472,8 +482,7 @@ def _build_custom(backbone, weights):
         # caller's model must stay theirs to train or change.
         model = private_copy(backbone)
     else:
-        with seeded_python_random(RANDOM_WEIGHTS_SEED):
-            model = backbone()
+        model = backbone()
         if not isinstance(model, keras.Model):
             raise TypeError(
                 "A callable backbone must return a keras.Model; "

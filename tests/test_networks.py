@@ -106,14 +106,6 @@ def test_random_weights_are_the_same_in_every_process():
     np.testing.assert_allclose(eval(out.stdout.strip().splitlines()[-1]), here[0, :5], rtol=1e-5)
 
 
-def test_building_leaves_python_random_state_alone():
-    random.seed(123)
-    expected = random.random()
-    random.seed(123)
-    get_feature_network("mobilenet", weights=None, input_size=40)
-    assert random.random() == expected
-
-
 def test_weights_file_that_does_not_exist(tmp_path):
     missing = tmp_path / "nope.weights.h5"
     with pytest.raises(FileNotFoundError, match="nope.weights.h5"):
@@ -222,26 +214,19 @@ def test_clones_with_a_model_backbone_share_one_network():
     assert cache_info()["base_builds"] == before
 
 
-def test_seeded_builds_in_threads_restore_the_random_state():
-    import threading
-    import time
+def test_builds_and_fits_never_reseed_pythons_random(monkeypatch, colours):
+    """Reseeding the global ``random`` would change it under other threads."""
+    from skptm import FineTunedClassifier
+    from skptm._networks import clear_network_cache
 
-    from skptm._networks import seeded_python_random
-
-    random.seed(42)
-    expected = random.getstate()
-
-    def build(seed):
-        with seeded_python_random(seed):
-            random.random()
-            time.sleep(0.05)
-
-    threads = [threading.Thread(target=build, args=(seed,)) for seed in (1, 2, 3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert random.getstate() == expected
+    seeds = []
+    monkeypatch.setattr(random, "seed", lambda *args, **kwargs: seeds.append(args))
+    clear_network_cache()
+    X, y = colours
+    PretrainedFeatureTransformer(LIGHT, weights=None, input_size=32).transform(X[:2])
+    FineTunedClassifier(LIGHT, weights=None, input_size=32, hidden_units=(4,), head_epochs=1,
+                        finetune_epochs=1, random_state=0).fit(X, y)
+    assert seeds == []
 
 
 def test_custom_backbone_needs_an_input_size():
@@ -293,3 +278,60 @@ def test_random_weights_do_not_depend_on_other_threads_drawing_from_random():
         stop.set()
         thread.join()
     assert busy == [quiet, quiet]
+
+
+def test_four_threads_on_a_first_call_build_once_and_agree():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from skptm._networks import cache_info, clear_network_cache
+
+    X = np.random.default_rng(0).integers(0, 256, (6, 40, 40, 3), dtype=np.uint8)
+    clear_network_cache()
+    serial = PretrainedFeatureTransformer(LIGHT, weights=None, input_size=40).transform(X)
+    clear_network_cache()
+    before = cache_info()["base_builds"]
+    extractor = PretrainedFeatureTransformer(LIGHT, weights=None, input_size=40)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: extractor.transform(X), range(4)))
+    assert cache_info()["base_builds"] == before + 1
+    for result in results:
+        np.testing.assert_array_equal(result, serial)
+
+
+def test_building_one_network_never_blocks_cache_hits_of_another():
+    import threading
+    import time
+
+    from skptm._networks import get_feature_network
+
+    get_feature_network(LIGHT, weights=None, input_size=32)  # cached
+    started = threading.Event()
+
+    def slow_backbone():
+        started.set()
+        time.sleep(3)
+        return tiny_image_model()
+
+    builder = threading.Thread(target=lambda: get_feature_network(slow_backbone, input_size=16))
+    builder.start()
+    started.wait()
+    start = time.perf_counter()
+    get_feature_network(LIGHT, weights=None, input_size=32)
+    waited = time.perf_counter() - start
+    builder.join()
+    assert waited < 1.0
+
+
+def test_image_data_format_is_part_of_the_network_key():
+    from skptm._networks import get_feature_network
+
+    first = get_feature_network(LIGHT, weights=None, input_size=32)
+    keras.config.set_image_data_format("channels_first")
+    try:
+        from skptm._networks import _base_key
+
+        key = _base_key(LIGHT, get_backbone_spec(LIGHT), None, 32)
+    finally:
+        keras.config.set_image_data_format("channels_last")
+    assert key != _base_key(LIGHT, get_backbone_spec(LIGHT), None, 32)
+    assert get_feature_network(LIGHT, weights=None, input_size=32) is first
