@@ -18,14 +18,20 @@ __version__ = "0.1.0"
 def __getattr__(name):
     # Names that need Keras are imported on first access, keeping
     # ``import skptm`` free of TensorFlow.
-    if name in ("WeightsUnavailableError", "clear_network_cache", "network_cache_info"):
+    if name in ("WeightsUnavailableError", "clear_network_cache", "fetch_weights", "network_cache_info"):
         from . import _networks
 
         return {
             "WeightsUnavailableError": _networks.WeightsUnavailableError,
             "clear_network_cache": _networks.clear_network_cache,
+            "fetch_weights": _networks.fetch_weights,
             "network_cache_info": _networks.cache_info,
         }[name]
+    if name in ("save", "load"):
+        # skops is optional and imported on use, by these functions.
+        from . import _persistence
+
+        return getattr(_persistence, name)
     raise AttributeError(f"module 'skptm' has no attribute {name!r}")
 
 
@@ -38,6 +44,9 @@ __all__ = [
     "PretrainedFeatureTransformer",
     "WeightsUnavailableError",
     "clear_network_cache",
+    "fetch_weights",
     "list_backbones",
+    "load",
     "network_cache_info",
+    "save",
 ]

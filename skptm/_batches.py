@@ -204,8 +204,19 @@ class TableSource:
 def as_source(X, reader: ImageReader | None):
     """Wrap any accepted input form in a source.
 
-    ``reader=None`` means the network takes 2-D tabular input.
+    ``reader=None`` means the network takes 2-D tabular input. An input with
+    no items raises ``ValueError``, as scikit-learn's ``check_array`` does.
     """
+    source = _as_source(X, reader)
+    if len(source) == 0:
+        raise ValueError(
+            "Found an input with 0 images, while a minimum of 1 is required: pass at "
+            "least one image."
+        )
+    return source
+
+
+def _as_source(X, reader: ImageReader | None):
     if reader is None:
         return TableSource(X)
     if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2:  # pandas DataFrame
@@ -226,6 +237,11 @@ def as_source(X, reader: ImageReader | None):
                 "image; for grayscale images of width 3 or 4, pass X[..., None]."
             )
         if X.ndim in (3, 4):
+            if X.dtype.kind not in "biuf":  # e.g. complex, datetime, str: once for all
+                raise ValueError(
+                    f"An array of images must hold numbers (bool, integers or floats in "
+                    f"0-255); got dtype {X.dtype}."
+                )
             if X.ndim == 4 and X.shape[-1] not in (1, 3, 4):
                 raise ValueError(
                     f"A 4-D image array must be (N, H, W, C) with C in 1, 3 or 4 "
@@ -259,7 +275,10 @@ def as_source(X, reader: ImageReader | None):
 
 
 def _warn_if_unit_range(images):
-    if images.dtype.kind == "f" and images.size and 0.0 < np.nanmax(images) <= 1.0:
+    if images.dtype.kind != "f" or not images.size:
+        return
+    finite = images[np.isfinite(images)]  # NaN and inf are reported per item, later
+    if finite.size and 0.0 < finite.max() <= 1.0:
         warnings.warn(
             "All image values lie in [0, 1], but skptm expects raw RGB in 0-255 "
             "(each network applies its own preprocessing). Multiply by 255 unless "
@@ -275,15 +294,23 @@ def _warn_if_unit_range(images):
 def default_n_threads(n_jobs=None) -> int:
     """Decoding threads for ``n_jobs``.
 
-    ``None``: one per usable core (``joblib.cpu_count``, which respects
-    container CPU limits), at most 8; otherwise joblib's meaning
-    (``-1`` all cores, ``-2`` all but one, ...).
+    ``None``: the ``n_jobs`` of an active ``joblib.parallel_config``, if one
+    sets it; else one per usable core (``joblib.cpu_count``, which respects
+    container CPU limits), at most 8. Otherwise joblib's meaning (``-1`` all
+    cores, ``-2`` all but one, ...), counted here rather than by joblib's
+    backend: these are threads, which loky's rules for nested processes
+    (one job inside a daemon process or below a thread) do not concern.
     """
     import joblib
+    from joblib.parallel import get_active_backend
 
     if n_jobs is None:
-        return max(1, min(8, joblib.cpu_count()))
-    return max(1, joblib.effective_n_jobs(n_jobs))
+        n_jobs = get_active_backend()[1]  # set by joblib.parallel_config(n_jobs=...)
+        if n_jobs is None:
+            return max(1, min(8, joblib.cpu_count()))
+    if n_jobs == 0:
+        raise ValueError("n_jobs=0 has no meaning; pass a positive count, -1 for all cores, or None.")
+    return n_jobs if n_jobs > 0 else max(1, joblib.cpu_count() + 1 + n_jobs)
 
 
 def stream_batches(source, batch_size: int, n_jobs=None, indices=None):

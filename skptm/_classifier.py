@@ -108,6 +108,7 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
         class_weight=None,
         callbacks=None,
         n_jobs=None,
+        on_error="raise",
         random_state=None,
         verbose=0,
     ):
@@ -120,7 +121,8 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
             augment=augment, validation_fraction=validation_fraction,
             early_stopping=early_stopping, patience=patience, batch_size=batch_size,
             precision=precision, cache=cache,
-            callbacks=callbacks, n_jobs=n_jobs, random_state=random_state, verbose=verbose,
+            callbacks=callbacks, n_jobs=n_jobs, on_error=on_error, random_state=random_state,
+            verbose=verbose,
         )
         self.class_weight = class_weight
 
@@ -181,9 +183,16 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
         Returns
         -------
         labels : ndarray of shape (n_samples,)
+            With ``on_error="nan"``, an unreadable image's label is ``None``
+            (NaN for float class labels), in an object array.
         """
         outputs = self._outputs(X)  # checks fitted first
-        return self.classes_[np.argmax(outputs, axis=1)]
+        failed = np.isnan(outputs).any(axis=1)  # unreadable, with on_error="nan"
+        labels = self.classes_[np.argmax(np.nan_to_num(outputs, nan=0.0), axis=1)]
+        if failed.any():
+            labels = labels.astype(float if self.classes_.dtype.kind == "f" else object)
+            labels[failed] = np.nan if labels.dtype.kind == "f" else None
+        return labels
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -15,7 +15,9 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._compat import fill_missing_parameters
 from ._images import INTERPOLATIONS, RESIZE_POLICIES
+from ._validation import N_JOBS, check_parameter_values
 
 #: Shared by the two estimators' docstrings.
 PARAMETERS_DOC = """
@@ -125,8 +127,21 @@ PARAMETERS_DOC = """
         they record in their own lists or dicts stays visible to you.
 
     n_jobs : int or None, default=None
-        Image-decoding threads: ``None`` one per core, up to 8; ``-1`` all
-        cores.
+        Image-decoding threads, as for the transformer: a count, ``-1`` for
+        all cores, ``-2`` for all but one; ``0`` is invalid. ``None`` takes
+        the ``n_jobs`` of an active ``joblib.parallel_config(n_jobs=...)``,
+        and otherwise means one thread per core, up to 8, not joblib's one
+        job (decoding threads release the GIL and keep the network fed; see
+        :class:`~skptm.PretrainedFeatureTransformer`).
+
+    on_error : {"raise", "nan"}, default="raise"
+        What an unreadable image does in ``predict``, ``predict_proba`` and
+        ``transform``, as for the transformer: ``"raise"`` raises
+        :class:`~skptm.ImageReadError` naming its index and path; ``"nan"``
+        gives it a row of NaN (``predict``: NaN for a regressor, ``None``
+        for a classifier) and one :class:`~skptm.ImageReadWarning` listing
+        every failed item. ``fit`` always raises: it cannot learn from an
+        image it cannot read.
 
     random_state : int, RandomState or None, default=None
         Seeds weight initialisation, dropout, shuffling, the validation
@@ -171,7 +186,8 @@ class BaseFineTuned(TransformerMixin, BaseEstimator):
         "precision": [StrOptions({"float32", "bfloat16", "float16", "auto"})],
         "cache": [str, os.PathLike, None],
         "callbacks": [list, None],
-        "n_jobs": [Integral, None],
+        "n_jobs": N_JOBS,
+        "on_error": [StrOptions({"raise", "nan"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -201,6 +217,7 @@ class BaseFineTuned(TransformerMixin, BaseEstimator):
         cache=None,
         callbacks=None,
         n_jobs=None,
+        on_error="raise",
         random_state=None,
         verbose=0,
     ):
@@ -227,10 +244,15 @@ class BaseFineTuned(TransformerMixin, BaseEstimator):
         self.cache = cache
         self.callbacks = callbacks
         self.n_jobs = n_jobs
+        self.on_error = on_error
         self.random_state = random_state
         self.verbose = verbose
 
     # -- fitting ---------------------------------------------------------------------
+
+    def _validate_params(self):
+        super()._validate_params()
+        check_parameter_values(self)  # what the constraints cannot express
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -326,7 +348,7 @@ class BaseFineTuned(TransformerMixin, BaseEstimator):
         from ._finetune import predict_outputs
 
         X = self._check_input(X)
-        return predict_outputs(self._trained, self._network, X, self.get_params())
+        return predict_outputs(self._trained, self._network, X, self.get_params(), on_error=self.on_error)
 
     def transform(self, X):
         """The pooled features of the fine-tuned backbone: what the head sees.
@@ -347,7 +369,7 @@ class BaseFineTuned(TransformerMixin, BaseEstimator):
         from ._finetune import transform_features
 
         X = self._check_input(X)
-        return transform_features(self._trained, self._network, X, self.get_params())
+        return transform_features(self._trained, self._network, X, self.get_params(), on_error=self.on_error)
 
     def get_feature_names_out(self, input_features=None):
         """Names of the features :meth:`transform` returns, as the transformer's.
@@ -378,6 +400,7 @@ class BaseFineTuned(TransformerMixin, BaseEstimator):
     def __setstate__(self, state):
         trained_state = state.pop("_trained_state", None)
         super().__setstate__(state)
+        fill_missing_parameters(self)
         if trained_state is not None:
             from ._finetune import import_state
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,7 @@ INTERPOLATIONS = {
     "hamming": Image.Resampling.HAMMING,
 }
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # width and height swap
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
@@ -101,6 +103,11 @@ class ImageReader:
         DCT scale that still covers this reader's target size. A caller's PIL
         image is never modified (draft mode would change how it loads).
         """
+        if isinstance(item, str) and _URL.match(item):
+            raise ValueError(
+                f"{item!r} is a URL; skptm reads local files only. Download it first "
+                "(e.g. urllib.request.urlretrieve(url, path)) and pass the file's path"
+            )
         if isinstance(item, (str, os.PathLike)):
             with Image.open(item) as image:
                 return self._oriented_rgb(image, opened_here=True)
@@ -116,6 +123,8 @@ class ImageReader:
         )
 
     def _oriented_rgb(self, image: Image.Image, *, opened_here: bool):
+        if image.width == 0 or image.height == 0:  # PIL resizes it to black
+            raise ValueError(f"the image is empty (size {image.width}x{image.height})")
         orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
         if opened_here and image.format == "JPEG":
             self._draft(image, orientation)
@@ -193,6 +202,8 @@ def _pil_to_rgb(image: Image.Image):
     """A PIL image as RGB: a PIL ``RGB`` image, or a float32 array for 16-bit."""
     if image.mode in _SIXTEEN_BIT_MODES or image.mode == "F":
         values = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(values).all():  # a float image (e.g. TIFF) may hold NaN
+            raise ValueError("the image contains NaN or infinite values")
         if image.mode != "F":
             values = values / 257.0  # 65535 -> 255
         gray = np.clip(values, 0.0, 255.0)
@@ -200,7 +211,7 @@ def _pil_to_rgb(image: Image.Image):
     if image.mode == "RGB":
         return image
     if image.mode in _ALPHA_MODES or "transparency" in image.info:
-        rgba = image.convert("RGBA")
+        rgba = (image.convert("LA") if image.mode == "La" else image).convert("RGBA")  # La: no direct way
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")

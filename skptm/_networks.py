@@ -463,9 +463,12 @@ def _build_application(spec: BackboneSpec, weights, input_size):
         try:
             return constructor(include_top=False, weights="imagenet", input_shape=input_shape)
         except Exception as exc:
-            if "URL fetch failure" not in str(exc):
-                raise
-            raise WeightsUnavailableError(_offline_message(spec, exc)) from exc
+            if "URL fetch failure" in str(exc):
+                raise WeightsUnavailableError(_offline_message(spec, exc)) from exc
+            damaged = _cached_weights_files(spec)
+            if isinstance(exc, (OSError, ValueError)) and damaged:
+                raise WeightsUnavailableError(_damaged_message(spec, damaged, exc)) from exc
+            raise
     path = _check_weights_path(weights)
     model = constructor(include_top=False, weights=None, input_shape=input_shape)
     if path is not None:
@@ -555,7 +558,7 @@ def _load_weights(model, path, name):
 
 
 def _offline_message(spec, exc):
-    match = re.search(r"URL fetch failure on (\S+?):", str(exc))
+    match = re.search(r"URL fetch failure on (\S+?)(?=: )", str(exc))
     filename = os.path.basename(match.group(1)) if match else "the ImageNet weights file"
     cache = os.path.join(_keras_home(), "models")
     return (
@@ -567,6 +570,84 @@ def _offline_message(spec, exc):
         "or (2) pass weights='<path to a weights file>' for this architecture "
         f"(include_top=False). Cause: {exc}"
     )
+
+
+def _cached_weights_files(spec):
+    """The files in Keras's weights cache that may belong to ``spec``'s family."""
+    family = spec.constructor().__module__.rsplit(".", 1)[-1].replace("_", "")
+    folder = os.path.join(_keras_home(), "models")
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    return [os.path.join(folder, name) for name in names if family in name.lower().replace("_", "")]
+
+
+def _damaged_message(spec, files, exc):
+    listing = ", ".join(repr(path) for path in files)
+    return (
+        f"The ImageNet weights of {spec.name!r} in Keras's cache could not be read: {exc}. "
+        f"The cached file is probably partial or corrupt (an interrupted download or copy): "
+        f"{listing}. Delete it and fetch it again, with skptm.fetch_weights([{spec.name!r}]) "
+        "on a machine with internet access (then copy it into this cache if this one is "
+        "offline)."
+    )
+
+
+def fetch_weights(names=None, *, verbose=1) -> str:
+    """Download ImageNet weights into Keras's cache ahead of time.
+
+    For a cluster without internet access or a container build: run this
+    where there is a network, then ship the cache folder (``~/.keras/models``,
+    or ``$KERAS_HOME/models``) with the machines or the image. The files come
+    through Keras's own download, which checks each file's hash where Keras
+    has one, and are the very files ``weights="imagenet"`` then reads.
+
+    Parameters
+    ----------
+    names : str, list of str or None, default=None
+        Backbone names (see :func:`skptm.list_backbones`); ``None`` fetches
+        every network of the registry (several GB).
+    verbose : int, default=1
+        ``1`` shows a progress bar over the networks.
+
+    Returns
+    -------
+    folder : str
+        Keras's weights cache folder, which now holds the files.
+
+    Raises
+    ------
+    WeightsUnavailableError
+        Offline, or with a damaged file in the cache (named in the message).
+
+    Notes
+    -----
+    Weights without their classification top are fetched at each network's
+    native input size; the MobileNet families have separate files per input
+    size, so fetch on the machine the size you will use, or copy those too.
+
+    Examples
+    --------
+    >>> import skptm
+    >>> skptm.fetch_weights(["resnet50", "mobilenet_v2"])  # doctest: +SKIP
+    '/home/me/.keras/models'
+    """
+    from tqdm.auto import tqdm
+
+    from ._backbones import list_backbones
+
+    if names is None:
+        names = [backbone["name"] for backbone in list_backbones()]
+    elif isinstance(names, str):
+        names = [names]
+    specs = [get_backbone_spec(name) for name in names]  # every name checked before any download
+    with tqdm(specs, unit=" networks", disable=not verbose) as progress:
+        for spec in progress:
+            progress.set_postfix_str(spec.name)
+            with dtype_policy_scope("float32"):
+                _build_application(spec, "imagenet", None)
+    return os.path.join(_keras_home(), "models")
 
 
 def _keras_home():

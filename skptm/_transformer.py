@@ -10,7 +10,9 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
+from ._compat import fill_missing_parameters
 from ._images import INTERPOLATIONS, RESIZE_POLICIES
+from ._validation import N_JOBS, check_parameter_values
 
 
 class PretrainedFeatureTransformer(TransformerMixin, BaseEstimator):
@@ -101,8 +103,15 @@ class PretrainedFeatureTransformer(TransformerMixin, BaseEstimator):
         and an unwritable directory gives a warning and no caching.
 
     n_jobs : int or None, default=None
-        Threads decoding images while the network runs; ``None`` means one
-        per core, up to 8; ``-1`` all cores.
+        Threads decoding images while the network runs: a count, ``-1`` for
+        all cores, ``-2`` for all but one, and so on; ``0`` is invalid.
+        ``None`` takes the ``n_jobs`` of an active
+        ``joblib.parallel_config(n_jobs=...)``, and otherwise means one
+        thread per core, up to 8. This differs from joblib, whose ``None``
+        means one job: decoding threads spend their time reading files and
+        in Pillow's C code, which release the GIL, so they run alongside
+        the network instead of competing with it, and a single thread can
+        leave the network waiting for images.
 
     on_error : {"raise", "nan"}, default="raise"
         What an unreadable image does. ``"raise"`` raises
@@ -163,7 +172,7 @@ class PretrainedFeatureTransformer(TransformerMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "precision": [StrOptions({"float32", "bfloat16", "float16", "auto"})],
         "cache": [str, os.PathLike, None],
-        "n_jobs": [Integral, None],
+        "n_jobs": N_JOBS,
         "on_error": [StrOptions({"raise", "nan"})],
         "verbose": ["verbose"],
     }
@@ -272,6 +281,14 @@ class PretrainedFeatureTransformer(TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         return np.asarray(self._network().feature_names, dtype=object)
+
+    def _validate_params(self):
+        super()._validate_params()
+        check_parameter_values(self)  # what the constraints cannot express
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        fill_missing_parameters(self)  # saved by an skptm without a newer parameter
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

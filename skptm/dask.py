@@ -278,6 +278,8 @@ def _transform_located(pickled, items, locate):
     """Features of ``items``; an ImageReadError's index is mapped by ``locate``
     from the position in ``items`` to the item's place in the whole input."""
     estimator = _load(pickled)
+    if len(items) == 0:  # an empty block or partition: no rows (transform rejects empty input)
+        return np.empty((0, len(estimator.get_feature_names_out())), dtype=np.float32)
     try:
         return np.asarray(estimator.transform(items), dtype=np.float32)
     except ImageReadError as error:

@@ -176,8 +176,14 @@ def test_bad_input_containers(extractor, X, message):
         extractor.transform(X)
 
 
-def test_empty_input(extractor):
-    assert extractor.transform([]).shape == (0, 1280)
+@pytest.mark.parametrize(
+    "empty",
+    [[], (), np.empty((0, SIZE, SIZE, 3), np.uint8), np.array([], dtype=object), pd.Series([], dtype=object)],
+    ids=["list", "tuple", "array", "object array", "series"],
+)
+def test_empty_input_is_a_value_error_as_in_check_array(extractor, empty):
+    with pytest.raises(ValueError, match="0 images, while a minimum of 1 is required"):
+        extractor.transform(empty)
 
 
 def test_layers_and_pooling():
