@@ -11,6 +11,7 @@ from ._feature_cache import FeatureCacheWarning
 from ._features import ImageReadWarning
 from ._regressor import FineTunedRegressor
 from ._transformer import PretrainedFeatureTransformer
+from .datasets import load_image_folder
 
 __version__ = "0.1.0"
 
@@ -47,6 +48,7 @@ __all__ = [
     "fetch_weights",
     "list_backbones",
     "load",
+    "load_image_folder",
     "network_cache_info",
     "save",
 ]

@@ -1,0 +1,125 @@
+"""Image collections on disk as scikit-learn datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from sklearn.utils import Bunch, check_random_state
+
+#: File name extensions read as images (case-insensitive).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def load_image_folder(
+    path,
+    *,
+    categories=None,
+    extensions=IMAGE_EXTENSIONS,
+    shuffle=True,
+    random_state=0,
+    follow_links=False,
+):
+    """Load a folder of class sub-folders as image paths and labels.
+
+    The layout ``keras.utils.image_dataset_from_directory`` and
+    ``sklearn.datasets.load_files`` expect: one sub-folder per class,
+    holding that class's images (at any depth below it)::
+
+        photos/
+            cats/  001.jpg  002.png ...
+            dogs/  a.jpg  more/b.jpg ...
+
+    The result goes straight into ``fit``, ``cross_val_score`` or
+    ``GridSearchCV``; images are not decoded here.
+
+    Parameters
+    ----------
+    path : str or path
+        The folder holding one sub-folder per class.
+    categories : list of str or None, default=None
+        Only these sub-folders, in this order (class ``i`` is
+        ``categories[i]``); ``None`` takes every sub-folder, sorted by name.
+    extensions : tuple of str, default=IMAGE_EXTENSIONS
+        File name endings read as images (case-insensitive); other files,
+        and hidden files and folders, are skipped.
+    shuffle : bool, default=True
+        Shuffle the images, as ``load_files`` does (an order by class would
+        leave classes out of unshuffled folds); ``False`` keeps them sorted
+        by class, then path.
+    random_state : int, RandomState instance or None, default=0
+        Seeds the shuffle.
+    follow_links : bool, default=False
+        Follow symbolic links to folders.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        paths : ndarray of str objects, shape (n_images,)
+            Absolute paths of the images.
+        target : ndarray of int, shape (n_images,)
+            Class index of each image.
+        target_names : list of str
+            The class names (sub-folder names), in index order.
+        DESCR : str
+            The folder and the number of images of each class.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` is not a folder, or a name in ``categories`` is not a
+        sub-folder of it.
+    ValueError
+        If no image is found.
+
+    Examples
+    --------
+    >>> from skptm import load_image_folder
+    >>> photos = load_image_folder("photos/")  # doctest: +SKIP
+    >>> photos.target_names  # doctest: +SKIP
+    ['cats', 'dogs']
+    >>> cross_val_score(pipeline, photos.paths, photos.target)  # doctest: +SKIP
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{os.fspath(path)!r} is not a folder: pass a folder holding one sub-folder per class.")
+    found = sorted(entry.name for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    if categories is None:
+        categories = found
+    else:
+        missing = [name for name in categories if name not in found]
+        if missing:
+            raise FileNotFoundError(
+                f"No sub-folder {missing[0]!r} in {os.fspath(path)!r}; its class folders are: {found}."
+            )
+    endings = tuple(ending.lower() for ending in extensions)
+    paths, target = [], []
+    for index, name in enumerate(categories):
+        images = sorted(_images_below(root / name, endings, follow_links))
+        paths.extend(images)
+        target.extend([index] * len(images))
+    if not paths:
+        raise ValueError(
+            f"No images in the class sub-folders of {os.fspath(path)!r} (looked for files ending in "
+            f"{', '.join(endings)}; sub-folders: {found})."
+        )
+    paths = np.array([str(p) for p in paths], dtype=object)
+    target = np.array(target, dtype=int)
+    if shuffle:
+        order = check_random_state(random_state).permutation(len(paths))
+        paths, target = paths[order], target[order]
+    counts = np.bincount(target, minlength=len(categories))
+    description = "\n".join(
+        [f"Images in {root.resolve()}: {len(paths)} in {len(categories)} classes."]
+        + [f"- {name}: {count}" for name, count in zip(categories, counts, strict=True)]
+    )
+    return Bunch(paths=paths, target=target, target_names=list(categories), DESCR=description)
+
+
+def _images_below(folder, endings, follow_links):
+    for directory, subdirectories, files in os.walk(folder, followlinks=follow_links):
+        subdirectories[:] = [name for name in subdirectories if not name.startswith(".")]
+        for name in files:
+            if not name.startswith(".") and name.lower().endswith(endings):
+                yield Path(directory, name).resolve()

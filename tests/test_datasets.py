@@ -1,0 +1,66 @@
+"""load_image_folder: a folder of class sub-folders as paths and labels."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+
+from skptm import PretrainedFeatureTransformer, load_image_folder
+
+from .conftest import LIGHT
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    layout = {"red": ["a.jpg", "b.PNG", "nested/c.jpg", "d.jpeg"], "blue": ["1.png", "2.bmp", "3.webp", "4.jpg"]}
+    for name, files in layout.items():
+        for file in files:
+            path = root / name / file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            image = rng.integers(0, 60, (24, 24, 3), dtype=np.uint8)
+            image[..., 0 if name == "red" else 2] += 190
+            Image.fromarray(image).save(path)
+    (root / "red" / "notes.txt").write_text("not an image")
+    (root / "red" / ".hidden.jpg").write_bytes(b"")
+    (root / ".cache").mkdir()
+    (root / "stray.jpg").write_bytes((root / "red" / "a.jpg").read_bytes())  # not in a class folder
+    (root / "empty").mkdir()
+    return root
+
+
+def test_bunch_like_load_files(folder):
+    data = load_image_folder(folder, shuffle=False)
+    assert data.target_names == ["blue", "empty", "red"]
+    assert len(data.paths) == len(data.target) == 8
+    assert data.paths.dtype == object and all(p.startswith("/") for p in data.paths)
+    assert [p.rsplit("/", 1)[-1] for p in data.paths[data.target == 2]] == ["a.jpg", "b.PNG", "d.jpeg", "c.jpg"]
+    assert "red: 4" in data.DESCR and "empty: 0" in data.DESCR
+
+
+def test_categories_and_shuffle(folder):
+    data = load_image_folder(folder, categories=["red", "blue"], random_state=1)
+    assert data.target_names == ["red", "blue"]
+    assert sorted(data.target.tolist()) == [0] * 4 + [1] * 4
+    assert data.target.tolist() != sorted(data.target.tolist())  # shuffled
+    again = load_image_folder(folder, categories=["red", "blue"], random_state=1)
+    np.testing.assert_array_equal(again.paths, data.paths)
+
+
+def test_goes_straight_into_cross_validation(folder):
+    data = load_image_folder(folder, categories=["red", "blue"])
+    pipeline = make_pipeline(PretrainedFeatureTransformer(LIGHT, weights=None, input_size=32), LogisticRegression())
+    scores = cross_val_score(pipeline, data.paths, data.target, cv=2)
+    assert scores.shape == (2,) and np.isfinite(scores).all()
+
+
+def test_clear_errors(folder, tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        load_image_folder(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="No sub-folder 'green'.*'blue'"):
+        load_image_folder(folder, categories=["green"])
+    with pytest.raises(ValueError, match="No images"):
+        load_image_folder(folder, categories=["empty"])
