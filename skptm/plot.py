@@ -1,0 +1,181 @@
+"""Pictures of images, feature maps and training: montage, embedding, history.
+
+Needs matplotlib (``pip install "skptm[plot]"``). Each function returns the
+matplotlib ``Figure`` it drew on, as scikit-learn's displays do, so it can be
+shown in a notebook, changed, or saved with ``fig.savefig("sheet.png")``.
+Images are read as the estimators read them (EXIF orientation, colour modes,
+any input form); an unreadable one is drawn as a grey tile marked
+"unreadable", never dropped.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:
+    import matplotlib.pyplot as plt
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError('skptm.plot needs matplotlib: pip install "skptm[plot]"') from exc
+
+from ._batches import as_source
+from ._images import ImageReader
+
+__all__ = ["embedding", "history", "montage"]
+
+_UNREADABLE_GREY = 200
+
+
+def thumbnails(images_or_paths, size):
+    """Square RGB uint8 thumbnails ``(n, size, size, 3)`` (letterboxed), and
+    the indices of items that could not be read (grey)."""
+    source = as_source(images_or_paths, ImageReader((size, size), resize="pad"))
+    tiles = np.full((len(source), size, size, 3), _UNREADABLE_GREY, dtype=np.uint8)
+    failed = []
+    for index in range(len(source)):
+        image, failure = source.read_one(index)
+        if failure is not None:
+            failed.append(index)
+        else:
+            tiles[index] = np.clip(np.round(image), 0, 255).astype(np.uint8)
+    return tiles, failed
+
+
+def montage(images_or_paths, labels=None, *, ncols=None, thumbnail_size=128, title=None):
+    """A contact sheet: the images in a grid, each with its label.
+
+    Parameters
+    ----------
+    images_or_paths : images
+        Any form the estimators take: paths, PIL images, arrays.
+    labels : sequence or None, default=None
+        One caption per image (class, cluster, distance, ...).
+    ncols : int or None, default=None
+        Images per row; ``None`` makes the grid about square.
+    thumbnail_size : int, default=128
+        Side of each thumbnail in pixels (the image fits inside it).
+    title : str or None, default=None
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    """
+    tiles, failed = thumbnails(images_or_paths, thumbnail_size)
+    n = len(tiles)
+    ncols = ncols or max(1, math.ceil(math.sqrt(n)))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.75 * nrows + (0.4 if title else 0)), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k >= n:
+            continue
+        ax.imshow(tiles[k])
+        caption = "" if labels is None else str(labels[k])
+        if k in failed:
+            caption = (caption + " " if caption else "") + "(unreadable)"
+        ax.set_title(caption, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def embedding(features, images_or_paths, *, method="pca", thumbnail_size=48, random_state=0, ax=None):
+    """A 2-D map of a collection: each image's thumbnail at its coordinates.
+
+    Parameters
+    ----------
+    features : array-like of shape (n_images, n_features)
+        Feature vectors (e.g. from ``PretrainedFeatureTransformer``), or
+        coordinates already in 2-D (two columns: used as they are).
+    images_or_paths : images
+        The images, in the same order.
+    method : {"pca", "tsne"}, default="pca"
+        How features become 2-D: scikit-learn's ``PCA``, or ``TSNE``
+        (slower; neighbourhoods rather than directions).
+    thumbnail_size : int, default=48
+    random_state : int, default=0
+        Seeds t-SNE.
+    ax : matplotlib Axes or None, default=None
+        Where to draw; ``None`` makes a new figure.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    """
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2:
+        raise ValueError(f"features must be 2-D (n_images, n_features); got shape {features.shape}.")
+    coordinates = _two_dimensional(features, method, random_state)
+    tiles, _ = thumbnails(images_or_paths, thumbnail_size)
+    if len(tiles) != len(coordinates):
+        raise ValueError(f"{len(coordinates)} feature rows but {len(tiles)} images: pass them in the same order.")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 9))
+    ax.scatter(coordinates[:, 0], coordinates[:, 1], s=2, alpha=0)  # sets the limits
+    for tile, (x, y) in zip(tiles, coordinates, strict=True):
+        ax.add_artist(AnnotationBbox(OffsetImage(tile, zoom=1.0), (x, y), frameon=False))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"{len(tiles)} images, {'given coordinates' if features.shape[1] == 2 else method.upper()}")
+    return ax.figure
+
+
+def _two_dimensional(features, method, random_state):
+    if features.shape[1] == 2:
+        return features
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        return PCA(n_components=2, random_state=random_state).fit_transform(features)
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = max(1.0, min(30.0, (len(features) - 1) / 3))
+        return TSNE(n_components=2, perplexity=perplexity, random_state=random_state).fit_transform(features)
+    raise ValueError(f"method must be 'pca' or 'tsne'. Received: method={method!r}")
+
+
+def history(estimator):
+    """Loss (and accuracy) of both training phases of a fitted fine-tuning estimator.
+
+    Phase 1 (the head) and phase 2 (fine-tuning) are drawn one after the
+    other on one epoch axis, the boundary marked; validation curves are
+    dashed where a hold-out was used.
+
+    Parameters
+    ----------
+    estimator : FineTunedClassifier or FineTunedRegressor
+        Fitted (reads ``history_``).
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(estimator, "history_")
+    phases = [(name, estimator.history_.get(name) or {}) for name in ("head", "finetune")]
+    metrics = [m for m in ("loss", "accuracy", "mean_absolute_error") if any(m in h for _, h in phases)]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics, strict=True):
+        start = 0
+        for (name, values), colour in zip(phases, ("tab:blue", "tab:orange"), strict=True):
+            train = values.get(metric, [])
+            epochs = np.arange(start + 1, start + len(train) + 1)
+            label = "phase 1: head" if name == "head" else "phase 2: fine-tuning"
+            if len(train):
+                ax.plot(epochs, train, "o-" if len(train) < 3 else "-", color=colour, label=label)
+            validation = values.get(f"val_{metric}", [])
+            if len(validation):
+                ax.plot(epochs[: len(validation)], validation, "--", color=colour, label=f"{label} (validation)")
+            if name == "head" and len(train) and any(h for n, h in phases if n == "finetune"):
+                ax.axvline(start + len(train) + 0.5, color="grey", linestyle=":", label="phase boundary")
+            start += len(train)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric.replace("_", " "))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
