@@ -75,7 +75,7 @@ def extract_features(
     if store is not None:
         keys = store.keys(source, n_jobs)
         todo = np.flatnonzero(~store.load_into(keys, features, n_jobs))
-    done = n if todo is None else n - len(todo)
+    done = 0 if todo is None else n - len(todo)
     with tqdm(total=n, initial=done, unit=" images", disable=not (verbose and n)) as progress:
         for batch in stream_batches(source, batch_size, n_jobs, indices=todo):
             if on_error == "raise":

@@ -306,3 +306,14 @@ def test_partial_batches_are_padded_to_few_shapes_and_change_no_row(monkeypatch)
     for n in (1, 5, 9, 17, 33, 41):
         np.testing.assert_array_equal(extractor.transform(X[:n]), everything[:n])
     assert set(shapes) == {8, 16, 32}
+
+
+def test_progress_bar_counts_each_image_once(capsys, rgb_stack, tmp_path):
+    make(verbose=1).transform(rgb_stack)
+    assert "5/5" in capsys.readouterr().err
+    cached = make(verbose=1, cache=tmp_path)
+    cached.transform(rgb_stack[:2])
+    capsys.readouterr()
+    cached.transform(rgb_stack)  # 2 from the cache, 3 computed
+    err = capsys.readouterr().err
+    assert "5/5" in err and "7/5" not in err
