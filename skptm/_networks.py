@@ -352,12 +352,7 @@ _fingerprints: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def base_fingerprint(base) -> str:
     """:func:`fingerprint` of a cached base network, computed once per model
     object (cached bases are never trained or changed)."""
-    value = _fingerprints.get(base)
-    if value is None:  # hashed outside the lock: at worst twice, never blocking others
-        value = fingerprint(base)
-        with _lock:
-            _fingerprints[base] = value
-    return value
+    return _memoized(_fingerprints, base, fingerprint)
 
 
 #: Identities of the user's models already hashed, per model object: hashing
@@ -373,12 +368,21 @@ def model_identity(model) -> str:
 
     Computed once per model object (see :data:`_identities`).
     """
-    identity = _identities.get(model)
-    if identity is None:  # hashed outside the lock: at worst twice, never blocking others
-        identity = _hash_model(model)
+    return _memoized(_identities, model, _hash_model)
+
+
+def _memoized(table, model, compute):
+    """``table[model]``, computed by ``compute(model)`` on first use.
+
+    Computed outside the cache's lock (hashing a large model takes seconds):
+    at worst twice, never holding up other threads.
+    """
+    value = table.get(model)
+    if value is None:
+        value = compute(model)
         with _lock:
-            _identities[model] = identity
-    return identity
+            table[model] = value
+    return value
 
 
 def _hash_model(model) -> str:
