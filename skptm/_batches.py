@@ -146,10 +146,17 @@ class ArraySource(ItemSource):
 
     def submit(self, pool, indices):
         chunk = self.items[_as_slice(indices)]
-        data = self.read_stack(chunk)
-        if data is not None:
-            return lambda: Batch(indices, data)
-        return super().submit(pool, indices)
+        if chunk.shape[1:3] != tuple(self.reader.size):
+            return super().submit(pool, indices)  # resized item by item, in parallel
+        stacked = pool.submit(self.read_stack, chunk)  # checked and converted off the caller's thread
+
+        def result():
+            data = stacked.result()
+            if data is None:  # an invalid image: read item by item to name it
+                return super(ArraySource, self).submit(pool, indices)()
+            return Batch(indices, data)
+
+        return result
 
     def read_stack(self, chunk):
         """Convert a stack of images in one vectorised step, or return ``None``
