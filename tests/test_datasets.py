@@ -1,5 +1,7 @@
 """load_image_folder: a folder of class sub-folders as paths and labels."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -64,3 +66,20 @@ def test_clear_errors(folder, tmp_path):
         load_image_folder(folder, categories=["green"])
     with pytest.raises(ValueError, match="No images"):
         load_image_folder(folder, categories=["empty"])
+
+
+def test_sample_photos_are_real_licensed_images():
+    from PIL import Image
+
+    from skptm.datasets import SAMPLE_PHOTOS, load_sample_photos
+
+    photos = load_sample_photos()
+    assert photos.target_names == ["everyday", "ground", "microscopy", "space"]
+    licences = (SAMPLE_PHOTOS / "LICENSES.md").read_text(encoding="utf-8")
+    for path in photos.paths:
+        relative = Path(path).relative_to(SAMPLE_PHOTOS).as_posix()
+        assert f"| {relative} |" in licences, f"{relative} has no licence line"
+        with Image.open(path) as image:
+            assert max(image.size) <= 480 and min(image.size) >= 256
+    assert licences.count(".jpg |") == len(photos.paths)
+    assert "CC BY 2.0" in photos.DESCR

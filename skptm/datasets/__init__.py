@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch, check_random_state
 
+#: The folder of sample photos shipped with skptm (one sub-folder per theme).
+SAMPLE_PHOTOS = Path(__file__).resolve().parent / "photos"
+
 #: File name extensions read as images (case-insensitive).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -115,6 +118,37 @@ def load_image_folder(
         + [f"- {name}: {count}" for name, count in zip(categories, counts, strict=True)]
     )
     return Bunch(paths=paths, target=target, target_names=list(categories), DESCR=description)
+
+
+def load_sample_photos():
+    """Load the sixteen real photos shipped with skptm, by theme.
+
+    Public-domain and openly licensed photographs (``LICENSES.md`` beside
+    them lists each source and licence), at most 480 px, in four themes:
+    ``everyday`` (a cat, a coffee cup, coins, a flower, a temple, two
+    portraits, a photographer), ``ground`` (brick, grass, gravel),
+    ``microscopy`` (stained tissue, a cell, a retina) and ``space`` (an
+    astronaut, a rocket launch, the Hubble deep field). Enough to see
+    clustering, an embedding map or a classifier at work without a download.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        As :func:`load_image_folder` returns, unshuffled (sorted by theme,
+        then file name); ``DESCR`` adds the licences.
+
+    Examples
+    --------
+    >>> from skptm.datasets import load_sample_photos
+    >>> photos = load_sample_photos()
+    >>> photos.target_names
+    ['everyday', 'ground', 'microscopy', 'space']
+    >>> len(photos.paths)
+    16
+    """
+    photos = load_image_folder(SAMPLE_PHOTOS, shuffle=False)
+    photos.DESCR += "\n\n" + (SAMPLE_PHOTOS / "LICENSES.md").read_text(encoding="utf-8")
+    return photos
 
 
 def _images_below(folder, endings, follow_links):
