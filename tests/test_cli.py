@@ -1,5 +1,6 @@
-"""The command line, run through ``main([...])`` in this process, plus two
-subprocesses that check TensorFlow's start-up chatter stays off stderr."""
+"""The command line, run through ``main([...])`` in this process, plus
+subprocesses that check TensorFlow's start-up chatter stays off stderr and
+what commands do offline."""
 
 import os
 import subprocess
@@ -124,9 +125,11 @@ def test_backbones_and_help(capsys):
     assert code == 0 and lines[0].split()[:2] == ["name", "keras"]
     assert len(lines) == 2 + 40
     assert lines[2 + 2].split() == ["resnet50", "ResNet50", "224", "caffe", "2048"]
-    for command in ([], ["embed"], ["backbones"], ["fetch-weights"]):
+    for command in ([], ["embed"], ["backbones"], ["fetch-weights"], ["cluster"], ["train"], ["predict"]):
         code, out, _ = run_cli(capsys, *command, "--help")
         assert code == 0 and "usage: skptm" in out
+        if command[:1] in (["cluster"], ["train"], ["predict"]):
+            assert f"\n  skptm {command[0]} " in out  # an example in the epilog
     assert run_cli(capsys)[0] == 2
     assert run_cli(capsys, "fetch-weights")[0] == 2  # neither names nor --all
     code, _, err = run_cli(capsys, "fetch-weights", "resnet_50x")
@@ -186,3 +189,251 @@ def test_no_tensorflow_chatter(folder, tmp_path):
     assert np.load(tmp_path / "f.npy").shape == (3, 1280)
     assert "images/s" in out.stderr  # the progress bar is there
     assert_no_chatter(out.stderr)
+
+
+# -- cluster ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def colour_images(tmp_path_factory):
+    """Nine small noisy images in three colour families, some in a sub-folder."""
+    root = tmp_path_factory.mktemp("cli_colours")
+    (root / "more").mkdir()
+    rng = np.random.default_rng(0)
+    for family, colour in enumerate(((220, 30, 30), (30, 30, 220), (30, 200, 30))):
+        for i in range(3):
+            image = np.clip(np.array(colour) + rng.normal(0, 20, (24, 24, 3)), 0, 255).astype(np.uint8)
+            folder = root / "more" if i == 2 else root
+            Image.fromarray(image).save(folder / f"c{family}_{i}.png")
+    return root
+
+
+def read_csv(path):
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_picture(path):
+    with Image.open(path) as image:
+        assert image.width >= 200 and image.height >= 150
+        pixels = np.asarray(image.convert("L"), dtype=float)
+    assert pixels.std() > 5  # not blank
+
+
+def test_cluster_writes_its_outputs(colour_images, tmp_path, capsys, monkeypatch):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import skptm.plot
+
+    sheets = []  # what each contact sheet was drawn from (the real montage draws it)
+    real_montage = skptm.plot.montage
+
+    def recording_montage(images, labels=None, **kwargs):
+        sheets.append((list(images), list(labels)))
+        return real_montage(images, labels=labels, **kwargs)
+
+    monkeypatch.setattr(skptm.plot, "montage", recording_montage)
+    out = tmp_path / "clusters"
+    code, stdout, err = run_cli(capsys, "cluster", colour_images, "-k", 3, "-o", out, *OPTIONS,
+                                "--max-per-sheet", 2)
+    assert code == 0, err
+    paths = [str(p) for p in sorted(colour_images.rglob("*.png"))]
+    rows = read_csv(out / "clusters.csv")
+    assert [row["path"] for row in rows] == paths
+    clusters = [int(row["cluster"]) for row in rows]
+    distances = {row["path"]: float(row["distance"]) for row in rows}
+    assert set(clusters) == {0, 1, 2} and min(distances.values()) >= 0
+    sizes = [clusters.count(c) for c in range(3)]
+    assert sizes == sorted(sizes, reverse=True)  # cluster 0 the largest
+
+    assert sorted(p.name for p in out.iterdir()) == [
+        "cluster_00.png", "cluster_01.png", "cluster_02.png", "clusters.csv", "overview.png"]
+    for name in ("cluster_00.png", "cluster_01.png", "cluster_02.png", "overview.png"):
+        assert_picture(out / name)
+    assert len(sheets) == 3
+    for cluster, (shown, captions) in enumerate(sheets):
+        members = sorted((distances[p], p) for p, c in zip(paths, clusters) if c == cluster)
+        assert len(shown) == min(2, len(members))  # --max-per-sheet
+        assert [distances[p] for p in shown] == [d for d, _ in members[: len(shown)]]  # nearest first
+        for path, caption in zip(shown, captions):
+            assert caption.split()[-1] == f"{distances[path]:.3f}"
+    lines = stdout.splitlines()
+    assert lines[0].split() == ["cluster", "size", "nearest", "to", "the", "centre"]
+    assert [line.split()[:2] for line in lines[2:5]] == [[str(c), str(s)] for c, s in enumerate(sizes)]
+    assert "random weights" in stdout and str(out / "overview.png") in stdout
+
+
+def test_cluster_user_errors(colour_images, folder, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "cluster", colour_images, "-k", 10, "-o", out, *OPTIONS)
+    assert code == 1 and "more clusters than there are images (9)" in err and "Traceback" not in err
+    code, _, err = run_cli(capsys, "cluster", colour_images, "-k", 1, "-o", out, *OPTIONS)
+    assert code == 1 and "-k must be at least 2" in err
+    (tmp_path / "file").write_text("")
+    code, _, err = run_cli(capsys, "cluster", colour_images, "-k", 2, "-o", tmp_path / "file", *OPTIONS)
+    assert code == 1 and "is a file" in err
+
+    broken = tmp_path / "broken.png"
+    broken.write_text("not a PNG")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{folder / 'b.jpg'}\n{broken}\n")
+    code, _, err = run_cli(capsys, "cluster", listing, "-k", 2, "-o", out, *OPTIONS)
+    assert code == 1 and "more clusters than there are readable images (1)" in err
+    assert f"1 of 2 images could not be read and are left out of the clusters: {broken}" in err
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    code, _, err = run_cli(capsys, "cluster", colour_images, "-k", 2, "-o", out, *OPTIONS)
+    assert code == 1 and 'pip install "skptm[plot]"' in err
+    assert not out.exists()
+
+
+def test_cluster_offline(folder, tmp_path):
+    """--if-offline fail: the weights paragraph, exit 1; random-weights: a
+    notice, then the outputs, on random weights and labelled so."""
+    env = quiet_env(**NO_NETWORK, KERAS_HOME=str(tmp_path / "keras_home"))
+    script = """if True:
+        import sys
+        from skptm.cli import main
+        options = ["-k", "2", "-b", "mobilenet_v2", "-s", "96", "-q"]
+        fail = main(["cluster", sys.argv[1], "-o", sys.argv[2], *options])
+        print("END OF FAIL", file=sys.stderr)
+        fallback = main(["cluster", sys.argv[1], "-o", sys.argv[3], *options, "--if-offline", "random-weights"])
+        print("CODES", fail, fallback)
+    """
+    failed, fell_back = tmp_path / "failed", tmp_path / "fell_back"
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(folder), str(failed), str(fell_back)],
+        check=False, capture_output=True, text=True, env=env, timeout=180,
+    )
+    assert "CODES 1 0" in out.stdout, out.stdout + out.stderr
+    fail, fallback = out.stderr.split("END OF FAIL\n")
+    message = fail.strip().split("\n")[-1]
+    assert message.startswith("skptm cluster: error: Could not get the ImageNet weights of 'mobilenet_v2'")
+    assert "offline" in message and "skptm fetch-weights NAME" in message
+    assert not failed.exists()
+
+    notice = [line for line in fallback.splitlines() if line.startswith("skptm cluster: notice:")]
+    assert len(notice) == 2, fallback
+    assert "Could not get the ImageNet weights of 'mobilenet_v2'" in notice[0]
+    assert "KERAS_HOME" in notice[0] and "skptm fetch-weights NAME" in notice[0]
+    assert "falling back to random weights" in notice[1] and "not what the images show" in notice[1]
+    assert "random weights \N{EM DASH} not image content" in out.stdout
+    assert {p.name for p in fell_back.iterdir()} == {
+        "clusters.csv", "cluster_00.png", "cluster_01.png", "overview.png"}
+    assert len(read_csv(fell_back / "clusters.csv")) == 3
+    assert "Traceback" not in out.stderr
+    assert_no_chatter(out.stderr)
+
+
+# -- train and predict ------------------------------------------------------------------
+
+
+def write_classes(root, counts):
+    """A folder of class sub-folders of small images, one colour per class."""
+    colours = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30)}
+    rng = np.random.default_rng(1)
+    for name, count in counts.items():
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            image = np.clip(np.array(colours[name]) + rng.normal(0, 20, (24, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(image).save(root / name / (f"{i}.png" if i % 2 else f"{i}.jpg"))
+    return root
+
+
+TRAIN = ["-b", LIGHT, "-w", "none", "-s", "32", "--unfreeze", "2", "--finetune-epochs", "1", "-q"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """``skptm train`` on 2 classes x 6 images: (class folder, model, exit code, stdout)."""
+    import contextlib
+    import io
+
+    root = write_classes(tmp_path_factory.mktemp("cli_classes"), {"red": 6, "blue": 6})
+    model = root.parent / "model.skops"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["train", str(root), "-o", str(model), *TRAIN])
+    assert code == 0, stderr.getvalue()
+    return root, model, stdout.getvalue()
+
+
+def test_train(trained, capsys):
+    pytest.importorskip("skops")
+    import skptm
+
+    root, model, out = trained
+    lines = out.splitlines()
+    assert lines[0].split() == ["class", "images", "train", "test"]
+    assert lines[1].split()[:2] == ["blue", "6"] and lines[2].split()[:2] == ["red", "6"]  # sorted
+    assert sum(int(line.split()[3]) for line in lines[1:3]) == 3  # 0.2 of 12, rounded up
+    accuracy = next(line for line in lines if line.startswith("accuracy"))
+    assert 0 <= float(accuracy.split()[1]) <= 1
+    assert "balanced accuracy" in out and "precision" in out and str(model) in out
+    clf = skptm.load(model)
+    assert isinstance(clf, skptm.FineTunedClassifier) and list(clf.classes_) == ["blue", "red"]
+
+    before = model.read_bytes()
+    code, _, err = run_cli(capsys, "train", root, "-o", model, *TRAIN)
+    assert code == 1 and "exists; pass --force" in err and model.read_bytes() == before
+
+
+def test_train_force_and_user_errors(trained, tmp_path, capsys, monkeypatch):
+    root, model, _ = trained
+    copy = tmp_path / "model.skops"
+    copy.write_bytes(model.read_bytes())
+    code, out, err = run_cli(capsys, "train", root, "-o", copy, *TRAIN[:6], "--unfreeze", "0", "--force", "-q")
+    assert code == 0 and "accuracy" in out, err
+
+    small = write_classes(tmp_path / "small", {"red": 4, "green": 1})
+    code, _, err = run_cli(capsys, "train", small, "-o", tmp_path / "m.skops", *TRAIN)
+    assert code == 1 and "class 'green' has 1 image" in err and "Traceback" not in err
+    single = write_classes(tmp_path / "single", {"red": 4})
+    code, _, err = run_cli(capsys, "train", single, "-o", tmp_path / "m.skops", *TRAIN)
+    assert code == 1 and "at least 2 class sub-folders" in err
+    code, _, err = run_cli(capsys, "train", tmp_path / "missing", "-o", tmp_path / "m.skops", *TRAIN)
+    assert code == 1 and "is not a folder" in err
+
+    monkeypatch.setitem(sys.modules, "skops", None)  # as if it were not installed
+    for command in (["train", root, "-o", tmp_path / "m.skops", *TRAIN], ["predict", model, root, "-o", "p.csv"]):
+        code, _, err = run_cli(capsys, *command)
+        assert code == 1 and 'pip install "skptm[skops]"' in err
+    assert not (tmp_path / "m.skops").exists()
+
+
+def test_predict(trained, tmp_path, capsys):
+    pytest.importorskip("skops")
+    root, model, _ = trained
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("this is text, not a JPEG")
+    images = [str(p) for p in sorted(root.rglob("*.*"))]
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join([*images, str(broken)]) + "\n")
+    out = tmp_path / "predictions.csv"
+
+    code, _, err = run_cli(capsys, "predict", model, listing, "-o", out, "--on-error", "raise", "-q")
+    assert code == 1 and str(broken) in err and "--on-error nan" in err and "Traceback" not in err
+
+    code, _, err = run_cli(capsys, "predict", model, listing, "-o", out, "--on-error", "nan", "--batch-size", 4)
+    assert code == 0, err
+    assert f"1 of {len(images) + 1} images could not be read" in err and str(broken) in err
+    rows = read_csv(out)
+    assert list(rows[0]) == ["path", "label", "proba_blue", "proba_red"]
+    assert [row["path"] for row in rows] == [*images, str(broken)]
+    proba = np.array([[float(row["proba_blue"]), float(row["proba_red"])] for row in rows])
+    np.testing.assert_allclose(proba[:-1].sum(axis=1), 1, atol=1e-6)
+    assert {row["label"] for row in rows[:-1]} <= {"blue", "red"}
+    assert rows[-1]["label"] == "" and np.isnan(proba[-1]).all()
+
+
+def test_predict_bad_model(folder, tmp_path, capsys):
+    pytest.importorskip("skops")
+    garbage = tmp_path / "model.skops"
+    garbage.write_text("not a model")
+    code, _, err = run_cli(capsys, "predict", garbage, folder, "-o", tmp_path / "p.csv")
+    assert code == 1 and "cannot load a model from" in err and "Traceback" not in err
+    code, _, err = run_cli(capsys, "predict", tmp_path / "missing.skops", folder, "-o", tmp_path / "p.csv")
+    assert code == 1 and "No such model file" in err and "missing.skops" in err
+    assert not (tmp_path / "p.csv").exists()
