@@ -9,6 +9,7 @@ from ._batches import ImageReadError
 from ._classifier import FineTunedClassifier
 from ._feature_cache import FeatureCacheWarning
 from ._features import ImageReadWarning
+from ._openvino import OpenVINOCacheWarning
 from ._regressor import FineTunedRegressor
 from ._transformer import PretrainedFeatureTransformer
 from .datasets import load_image_folder
@@ -42,6 +43,7 @@ __all__ = [
     "FineTunedRegressor",
     "ImageReadError",
     "ImageReadWarning",
+    "OpenVINOCacheWarning",
     "PretrainedFeatureTransformer",
     "WeightsUnavailableError",
     "clear_network_cache",

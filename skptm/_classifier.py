@@ -104,6 +104,7 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
         patience=3,
         batch_size=32,
         precision="float32",
+        engine="auto",
         cache=None,
         class_weight=None,
         callbacks=None,
@@ -120,7 +121,7 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
             finetune_learning_rate=finetune_learning_rate, finetune_epochs=finetune_epochs,
             augment=augment, validation_fraction=validation_fraction,
             early_stopping=early_stopping, patience=patience, batch_size=batch_size,
-            precision=precision, cache=cache,
+            precision=precision, engine=engine, cache=cache,
             callbacks=callbacks, n_jobs=n_jobs, on_error=on_error, random_state=random_state,
             verbose=verbose,
         )

@@ -194,6 +194,7 @@ def configuration_key(network, source) -> str:
         architecture,
         base_fingerprint(network.base),
         network.precision,
+        *(() if network.engine == "tensorflow" else (network.engine,)),  # keeps older entries' keys
         reading,
         PIL.__version__,
         keras.__version__,

@@ -36,6 +36,7 @@ import keras
 import numpy as np
 from sklearn.utils import check_random_state
 
+from ._engines import resolve_inference_engine
 from ._batches import ItemSource, decode_once, default_n_threads
 from ._features import extract_features, make_source
 from ._heads import (
@@ -55,6 +56,7 @@ from ._networks import (
     private_copy,
     quiet_retracing_warnings,
     reinitialize_random_weights,
+    with_engine,
 )
 from ._precision import dtype_policy_scope, resolve_precision
 from ._unfreeze import layer_at, select_unfrozen, set_trainable
@@ -387,7 +389,7 @@ def derive_seed(random_state) -> int:
 def _runner(model, network: FeatureNetwork, feature_names) -> FeatureNetwork:
     return FeatureNetwork(
         model, network.base, network.takes_images, network.input_size, network.n_input_features,
-        tuple(feature_names), network.preprocessing,
+        tuple(feature_names), network.preprocessing, network.precision,
     )
 
 
@@ -405,6 +407,11 @@ def transform_features(trained: TrainedModel, network: FeatureNetwork, X, params
 
 def _run(runner, X, params, on_error):
     source = make_source(runner, X, resize=params["resize"], interpolation=params["interpolation"])
+    if runner.takes_images:
+        engine, precision = resolve_inference_engine(
+            params["engine"], params["precision"], params["backbone"], runner, len(source)
+        )
+        runner = with_engine(runner, engine, precision)
     return extract_features(
         runner, source, batch_size=params["batch_size"], n_jobs=params["n_jobs"], on_error=on_error,
         verbose=params["verbose"],

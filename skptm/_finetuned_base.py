@@ -16,6 +16,7 @@ from sklearn.utils.validation import (
 )
 
 from ._compat import fill_missing_parameters
+from ._doc_links import DocLinkMixin
 from ._images import INTERPOLATIONS, RESIZE_POLICIES
 from ._validation import N_JOBS, check_parameter_values
 
@@ -114,6 +115,16 @@ PARAMETERS_DOC = """
         (weights and the head stay float32), ``"float16"`` is for GPUs (with
         loss scaling), ``"auto"`` as for the transformer.
 
+    engine : {"auto", "tensorflow", "openvino"}, default="auto"
+        What runs ``predict``, ``predict_proba`` and ``transform`` (training
+        is always TensorFlow's): as for the transformer, with the fitted
+        model converted to OpenVINO on its first use (seconds, once per
+        fitted model and process). ``"auto"`` takes OpenVINO where the
+        measured table says it is faster for this network, the model was
+        trained in float32, and the images to predict are enough to pay for
+        the conversion (or it was converted already): it never makes a small
+        ``score`` in a cross-validation slower.
+
     cache : str, path or None, default=None
         A feature cache directory, as for the transformer: phase 1 reads the
         backbone's features of images seen before (by the transformer with
@@ -154,7 +165,7 @@ PARAMETERS_DOC = """
 """
 
 
-class BaseFineTuned(TransformerMixin, BaseEstimator):
+class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
     """Shared machinery of FineTunedClassifier and FineTunedRegressor.
 
     Subclasses define ``_prepare_targets(y, n) -> (targets, fitted
@@ -184,6 +195,7 @@ class BaseFineTuned(TransformerMixin, BaseEstimator):
         "patience": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "precision": [StrOptions({"float32", "bfloat16", "float16", "auto"})],
+        "engine": [StrOptions({"auto", "tensorflow", "openvino"})],
         "cache": [str, os.PathLike, None],
         "callbacks": [list, None],
         "n_jobs": N_JOBS,
@@ -214,6 +226,7 @@ class BaseFineTuned(TransformerMixin, BaseEstimator):
         patience=3,
         batch_size=32,
         precision="float32",
+        engine="auto",
         cache=None,
         callbacks=None,
         n_jobs=None,
@@ -241,6 +254,7 @@ class BaseFineTuned(TransformerMixin, BaseEstimator):
         self.patience = patience
         self.batch_size = batch_size
         self.precision = precision
+        self.engine = engine
         self.cache = cache
         self.callbacks = callbacks
         self.n_jobs = n_jobs

@@ -22,6 +22,7 @@ recently used base networks are dropped beyond :data:`MAX_CACHED_BACKBONES`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -116,8 +117,11 @@ class FeatureNetwork:
     preprocessing : str
         The preprocessing family inside ``model``.
     precision : str
-        What the backbone computes in (``"float32"``, ``"bfloat16"`` or
+        What the network computes in (``"float32"``, ``"bfloat16"`` or
         ``"float16"``); features are float32 in every case.
+    engine : str
+        What runs :meth:`predict`: ``"tensorflow"`` (``model`` itself) or
+        ``"openvino"`` (``model`` converted, see :func:`with_engine`).
     """
 
     model: object
@@ -128,6 +132,7 @@ class FeatureNetwork:
     feature_names: tuple
     preprocessing: str = "none"
     precision: str = "float32"
+    engine: str = "tensorflow"
 
     @property
     def n_features(self) -> int:
@@ -135,8 +140,26 @@ class FeatureNetwork:
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Features of one batch, as a float32 array."""
+        if self.engine == "openvino":
+            from ._openvino import compiled_network
+
+            return compiled_network(self.model, self.precision, takes_images=self.takes_images).predict(batch)
         with quiet_retracing_warnings():
             return np.asarray(self.model.predict_on_batch(batch), dtype=np.float32)
+
+
+def with_engine(network: FeatureNetwork, engine: str, precision: str) -> FeatureNetwork:
+    """``network`` run by ``engine`` in ``precision``.
+
+    For OpenVINO, ``network`` must be the float32 one: it is converted as it
+    is, and OpenVINO computes in ``precision`` (converted and compiled on the
+    first :meth:`~FeatureNetwork.predict`, once per process).
+    """
+    if engine == "tensorflow":
+        return network
+    if network.precision != "float32":
+        raise ValueError("OpenVINO converts the float32 network; build it with precision='float32'.")
+    return dataclasses.replace(network, engine=engine, precision=precision)
 
 
 class _RetracingFilter(logging.Filter):

@@ -11,11 +11,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
 from ._compat import fill_missing_parameters
+from ._doc_links import DocLinkMixin
 from ._images import INTERPOLATIONS, RESIZE_POLICIES
 from ._validation import N_JOBS, check_parameter_values
 
 
-class PretrainedFeatureTransformer(TransformerMixin, BaseEstimator):
+class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator):
     """Turn images into feature vectors with a pretrained network.
 
     ``fit`` learns nothing: ``transform`` runs the images through a network
@@ -91,6 +92,20 @@ class PretrainedFeatureTransformer(TransformerMixin, BaseEstimator):
         natively and it was measured faster for this network (see the
         performance guide), float32 otherwise. Features are float32 in every
         case, and your own Keras dtype policy is left as it is.
+
+    engine : {"auto", "tensorflow", "openvino"}, default="auto"
+        What runs the network. ``"openvino"`` converts the same Keras network
+        (preprocessing, pooling and layers inside) to OpenVINO in this
+        process, once per network, and keeps the converted model on disk for
+        other processes (the optional extra ``skptm[openvino]``; nothing is
+        downloaded). It computes in ``precision``: float32, or bfloat16 on a
+        CPU with native BF16. ``"auto"`` takes the fastest (engine,
+        precision) that ``precision`` allows for this network, from a table
+        measured over every network of the registry: OpenVINO where it is at
+        least 1.1x faster (ConvNeXt, MobileNet, ResNet, ...), TensorFlow
+        otherwise, and always TensorFlow without OpenVINO installed, on a
+        GPU or for a custom backbone. OpenVINO float32 features have a cosine
+        similarity of at least 0.9999 to TensorFlow's (1.00000 measured).
 
     cache : str, path or None, default=None
         A directory where features are kept per image, keyed by the image's
@@ -171,6 +186,7 @@ class PretrainedFeatureTransformer(TransformerMixin, BaseEstimator):
         "preprocessing": [StrOptions({"caffe", "tf", "torch", "none"}), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "precision": [StrOptions({"float32", "bfloat16", "float16", "auto"})],
+        "engine": [StrOptions({"auto", "tensorflow", "openvino"})],
         "cache": [str, os.PathLike, None],
         "n_jobs": N_JOBS,
         "on_error": [StrOptions({"raise", "nan"})],
@@ -189,6 +205,7 @@ class PretrainedFeatureTransformer(TransformerMixin, BaseEstimator):
         preprocessing=None,
         batch_size=32,
         precision="float32",
+        engine="auto",
         cache=None,
         n_jobs=None,
         on_error="raise",
@@ -204,6 +221,7 @@ class PretrainedFeatureTransformer(TransformerMixin, BaseEstimator):
         self.preprocessing = preprocessing
         self.batch_size = batch_size
         self.precision = precision
+        self.engine = engine
         self.cache = cache
         self.n_jobs = n_jobs
         self.on_error = on_error
@@ -302,19 +320,23 @@ class PretrainedFeatureTransformer(TransformerMixin, BaseEstimator):
     # -- helpers ------------------------------------------------------------
 
     def _network(self):
-        from ._networks import get_feature_network
-        from ._precision import resolve_precision
+        from ._engines import resolve_engine
+        from ._networks import get_feature_network, with_engine
 
+        engine, precision = resolve_engine(self.engine, self.precision, self.backbone)
         layers = (self.layer,) if isinstance(self.layer, str) else self.layer
-        return get_feature_network(
+        network = get_feature_network(
             self.backbone,
             weights=self.weights,
             input_size=self.input_size,
             pooling=self.pooling,
             layers=tuple(layers) if layers is not None else None,
             preprocessing=self.preprocessing,
-            precision=resolve_precision(self.precision, self.backbone),
+            precision=precision if engine == "tensorflow" else "float32",
         )
+        if not network.takes_images:
+            return network  # a tabular custom backbone: TensorFlow
+        return with_engine(network, engine, precision)
 
     def _takes_table(self):
         from ._networks import backbone_takes_table

@@ -212,6 +212,7 @@ def _feature_transformer(args):
         resize=args.resize,
         batch_size=args.batch_size,
         precision=args.precision,
+        engine=args.engine,
         cache=args.cache,
         n_jobs=args.n_jobs,
         on_error=args.on_error,
@@ -727,6 +728,7 @@ def _classifier(args):
         augment=None if args.augment == "none" else args.augment,
         batch_size=args.batch_size,
         precision=args.precision,
+        engine=args.engine,
         cache=args.cache,
         n_jobs=args.n_jobs,
         random_state=args.seed,
@@ -970,6 +972,9 @@ def _add_network_options(command, backbone="resnet50"):
     _add_batch_options(command)
     command.add_argument("--precision", choices=["float32", "bfloat16", "float16", "auto"],
                          default="float32", help="what the network computes in (default: float32)")
+    command.add_argument("--engine", choices=["auto", "tensorflow", "openvino"], default="auto",
+                         help="what runs the network: auto (default) takes OpenVINO where it was measured "
+                              "faster for this network and is installed (pip install \"skptm[openvino]\")")
     command.add_argument("--cache", metavar="DIR", default=None,
                          help="keep features per image in DIR, so that images seen before are "
                               "not computed again")

@@ -14,6 +14,15 @@ LIGHT_2 = "mobilenet_v3_small"
 SIZE = 48
 
 
+def pytest_configure(config):
+    """Converted OpenVINO models go to one folder per test session (shared by
+    the xdist workers, which inherit the environment), never to ~/.cache."""
+    if "SKPTM_CACHE_DIR" not in os.environ:
+        import tempfile
+
+        os.environ["SKPTM_CACHE_DIR"] = tempfile.mkdtemp(prefix="skptm-tests-")
+
+
 def pattern(width=80, height=60):
     """An RGB picture whose left half is red and right half blue, with a
     green stripe on top: orientation and channel order are visible in it."""

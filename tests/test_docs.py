@@ -141,6 +141,14 @@ def _check_api_pages(html: Path):
     assert 'id="skptm.PretrainedFeatureTransformer"' in page
     assert "Parameters" in page and "Examples" in page
 
+    # Each estimator's HTML representation links to its page in this site.
+    from skptm._doc_links import DOCS_URL
+
+    for estimator in (skptm.PretrainedFeatureTransformer(), skptm.FineTunedClassifier(), skptm.FineTunedRegressor()):
+        link = estimator._get_doc_link()
+        assert link.startswith(DOCS_URL) and link in estimator._repr_html_inner()
+        assert (html / link[len(DOCS_URL):]).is_file(), f"{link} has no page in the built site"
+
 
 def _is_blank(png: bytes) -> str | None:
     """Why a screenshot looks blank, or None when it shows something."""

@@ -14,7 +14,9 @@ from .conftest import LIGHT, SIZE
 
 
 def make(**params):
-    return PretrainedFeatureTransformer(**{"backbone": LIGHT, "weights": None, "input_size": SIZE, **params})
+    # TensorFlow's precisions are what this file tests; tests/test_openvino.py has OpenVINO's.
+    defaults = {"backbone": LIGHT, "weights": None, "input_size": SIZE, "engine": "tensorflow"}
+    return PretrainedFeatureTransformer(**{**defaults, **params})
 
 
 def cosine(a, b):

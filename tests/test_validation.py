@@ -54,6 +54,7 @@ COMMON = {
     "preprocessing": ["caffee", "", 1],
     "batch_size": [0, -1, 1.5, "32", None],
     "precision": ["int8", "float64", "mixed_bfloat16", None],
+    "engine": ["onnx", "OpenVINO", "cpu", None, 1],
     "cache": [3, b"cache", ["cache"]],
     "n_jobs": [0, 1.5, "all", "-1"],
     "on_error": ["skip", "NaN", None],
