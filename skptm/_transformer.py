@@ -298,6 +298,14 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
             when ``layer`` is given (``flat`` for ``pooling=None``).
         """
         self._validate_params()
+        if isinstance(self.backbone, str) and self.layer is None and self.pooling in ("avg", "max"):
+            # Known from the registry: no network is built (the HTML
+            # representation calls this, and must not start a download).
+            from ._backbones import get_backbone_spec
+
+            spec = get_backbone_spec(self.backbone)
+            names = [f"{spec.name}_{self.pooling}_{i}" for i in range(spec.feature_size)]
+            return np.asarray(names, dtype=object)
         return np.asarray(self._network().feature_names, dtype=object)
 
     def _validate_params(self):

@@ -317,3 +317,17 @@ def test_progress_bar_counts_each_image_once(capsys, rgb_stack, tmp_path):
     cached.transform(rgb_stack)  # 2 from the cache, 3 computed
     err = capsys.readouterr().err
     assert "5/5" in err and "7/5" not in err
+
+
+def test_html_repr_builds_no_network_and_links_to_the_api_page():
+    """A notebook showing an estimator must not start a weights download."""
+    from skptm._networks import cache_info, get_feature_network
+
+    transformer = PretrainedFeatureTransformer("convnext_xlarge")  # never built by the tests
+    before = cache_info()["base_builds"]
+    html = transformer._repr_html_inner()
+    assert cache_info()["base_builds"] == before
+    assert "generated/skptm.PretrainedFeatureTransformer.html" in html
+    built = get_feature_network(LIGHT, weights=None, input_size=SIZE, pooling="max").feature_names
+    named = PretrainedFeatureTransformer(LIGHT, weights=None, input_size=SIZE, pooling="max").get_feature_names_out()
+    assert list(named) == list(built)
