@@ -111,7 +111,8 @@ def print_markdown():
     from skptm._engine_table import CONVERSION_SECONDS, COSINE, IMAGES_PER_SECOND
     from skptm._engines import resolve_engine
 
-    print("| network | TF f32 | TF bf16 | OV f32 | OV bf16 | OV bf16 cosine | convert s | auto (float32) | auto (auto) |")
+    print("| network | TF f32 | TF bf16 | OV f32 | OV bf16 | OV bf16 cosine | convert s "
+          "| auto (float32) | auto (auto) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, rates in IMAGES_PER_SECOND.items():
         cells = [f"{rates[key]:.1f}" for key in CONFIGURATIONS]

@@ -127,8 +127,10 @@ PARAMETERS_DOC = """
 
     cache : str, path or None, default=None
         A feature cache directory, as for the transformer: phase 1 reads the
-        backbone's features of images seen before (by the transformer with
-        the same network, or an earlier fit) instead of computing them.
+        backbone's features of images seen before (by an earlier fit, or by
+        the transformer with the same network and ``engine="tensorflow"``:
+        training runs on TensorFlow, and entries are kept per engine)
+        instead of computing them.
 
     callbacks : list of keras.callbacks.Callback or None, default=None
         Extra Keras callbacks, run in every phase that Keras trains (phase 2,

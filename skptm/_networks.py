@@ -159,7 +159,12 @@ def with_engine(network: FeatureNetwork, engine: str, precision: str) -> Feature
         return network
     if network.precision != "float32":
         raise ValueError("OpenVINO converts the float32 network; build it with precision='float32'.")
-    return dataclasses.replace(network, engine=engine, precision=precision)
+    with _lock:  # one object per variant, as the cache gives for TensorFlow
+        variants = _engine_variants.setdefault(network, {})
+        variant = variants.get((engine, precision))
+        if variant is None:
+            variant = variants[(engine, precision)] = dataclasses.replace(network, engine=engine, precision=precision)
+        return variant
 
 
 class _RetracingFilter(logging.Filter):
@@ -191,6 +196,7 @@ _lock = threading.RLock()
 _bases: OrderedDict = OrderedDict()  # base key -> (base model, {feature key: FeatureNetwork})
 _building: dict = {}  # base key -> the lock its builders hold
 _stats = {"hits": 0, "misses": 0, "base_builds": 0}
+_engine_variants: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # network -> {(engine, precision): network}
 
 
 def cache_info() -> dict:

@@ -86,7 +86,8 @@ class CompiledNetwork:
         if request is None:
             request = self._local.request = self.compiled.create_infer_request()
         result = request.infer({0: np.ascontiguousarray(batch)})
-        return np.asarray(result[0], dtype=np.float32)
+        # A copy: the request's output buffer is overwritten by its next call.
+        return np.array(result[0], dtype=np.float32, copy=True)
 
 
 # Per Keras model object: {precision: CompiledNetwork}. A model that is

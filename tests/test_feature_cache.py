@@ -205,7 +205,7 @@ def test_grid_search_computes_each_image_once_per_backbone(tmp_path, photos, mon
 
 
 def test_finetuning_head_phase_shares_the_transformers_entries(tmp_path, photos, monkeypatch):
-    make(tmp_path, batch_size=32).transform(photos)
+    make(tmp_path, batch_size=32, engine="tensorflow").transform(photos)  # training's engine
     before = entries(tmp_path)
     calls = count_network_calls(monkeypatch)
     y = np.arange(len(photos)) % 2

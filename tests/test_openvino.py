@@ -14,8 +14,7 @@ from PIL import Image
 
 pytest.importorskip("openvino", reason="the test extra installs OpenVINO")
 
-from skptm import FineTunedClassifier, PretrainedFeatureTransformer  # noqa: E402
-from skptm import _engines, _openvino  # noqa: E402
+from skptm import FineTunedClassifier, PretrainedFeatureTransformer, _engines, _openvino  # noqa: E402
 from skptm._engine_table import IMAGES_PER_SECOND  # noqa: E402
 
 from .conftest import LIGHT, SIZE  # noqa: E402
@@ -266,3 +265,24 @@ def test_auto_takes_tensorflow_for_custom_backbones():
     inputs = keras.Input((32, 32, 3))
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs)))
     assert _engines.resolve_engine("auto", "float32", model) == ("tensorflow", "float32")
+
+
+def test_grid_search_workers_read_the_converted_model(tmp_path, images, monkeypatch):
+    """loky workers (other processes) read the model the parent converted."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+
+    monkeypatch.setenv("SKPTM_CACHE_DIR", str(tmp_path))  # inherited by the workers
+    _openvino._compiled.clear()
+    y = np.arange(len(images)) % 2
+    pipe = make_pipeline(
+        PretrainedFeatureTransformer(LIGHT, weights=None, input_size=SIZE, engine="openvino"),
+        LogisticRegression(max_iter=200),
+    )
+    in_process = cross_val_score(pipe, images, y, cv=2)
+    [converted] = (tmp_path / "openvino").glob("*.xml")
+    written = converted.stat().st_mtime_ns
+    in_workers = cross_val_score(pipe, images, y, cv=2, n_jobs=2)
+    np.testing.assert_array_equal(in_workers, in_process)
+    assert converted.stat().st_mtime_ns == written  # read, not converted and stored again
