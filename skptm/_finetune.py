@@ -208,7 +208,7 @@ class KeepBest(keras.callbacks.Callback):
         self.patience = patience
 
     def _snapshot(self):
-        return [keras.ops.convert_to_numpy(v) for v in self.model.trainable_variables]
+        return [v.numpy() for v in self.model.trainable_variables]  # convert_to_numpy warns on NumPy 2
 
     def on_train_begin(self, logs=None):
         self.wait = 0

@@ -369,7 +369,7 @@ def fingerprint(model) -> str:
     """A SHA-256 over every weight of ``model``, in order."""
     digest = hashlib.sha256()
     for weight in model.weights:
-        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        value = np.ascontiguousarray(weight.numpy())  # convert_to_numpy warns on NumPy 2
         digest.update(str(value.shape).encode())
         digest.update(value.tobytes())
     return digest.hexdigest()

@@ -151,7 +151,7 @@ def _compile(model, precision, takes_images):
     path = _disk_path(model, takes_images, folder)
     if path is not None and path.is_file() and path.with_suffix(".bin").is_file():
         try:
-            compiled = core.compile_model(str(path), "CPU", {**config, "CACHE_DIR": str(folder / "compiled")})
+            compiled = _compile_file(core, path, config, folder / "compiled")
         except Exception as exc:  # noqa: BLE001 - any damage to the entry: convert again
             warnings.warn(
                 f"The converted model {path} could not be read ({type(exc).__name__}: {exc}); "
@@ -171,6 +171,20 @@ def _compile(model, precision, takes_images):
     if path is not None:
         _store(converted, path)
     return _compile_converted(core, converted, config, precision)
+
+
+def _compile_file(core, path, config, blob_folder):
+    """Compile the converted model at ``path``, through OpenVINO's blob cache.
+
+    Processes that compile the same model at once (the workers of a grid
+    search) race on that cache's files, and the loser's compilation fails;
+    it then compiles without the cache. Only a failure without it means a
+    damaged entry.
+    """
+    try:
+        return core.compile_model(str(path), "CPU", {**config, "CACHE_DIR": str(blob_folder)})
+    except Exception:  # noqa: BLE001 - retried below; raises there if the entry is damaged
+        return core.compile_model(str(path), "CPU", config)
 
 
 def _compile_converted(core, converted, config, precision):
