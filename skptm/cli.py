@@ -841,8 +841,13 @@ def _backbones(args, parser):
         (b["name"], b["keras_name"], str(b["input_size"]), b["preprocessing"], str(b["feature_size"]))
         for b in list_backbones()
     ]
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     right = (False, False, True, False, True)
+    if args.engines:
+        _start_tensorflow()  # "auto" asks TensorFlow whether there is a GPU
+        header += ("engine=auto", "with precision=auto")
+        rows = [(*row, *_engine_choices(row[0])) for row in rows]
+        right += (False, False)
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
 
     def line(row):
         cells = [cell.rjust(w) if r else cell.ljust(w) for cell, w, r in zip(row, widths, right)]
@@ -853,6 +858,23 @@ def _backbones(args, parser):
     for row in rows:
         print(line(row))
     return 0
+
+
+def _engine_choices(name):
+    """What ``engine="auto"`` runs ``name`` with here, for precision float32
+    and auto, with the measured speed-up over TensorFlow float32."""
+    from ._engine_table import IMAGES_PER_SECOND
+    from ._engines import resolve_engine
+
+    rates = IMAGES_PER_SECOND.get(name, {})
+    cells = []
+    for precision in ("float32", "auto"):
+        engine, chosen = resolve_engine("auto", precision, name)
+        label = f"{engine} {chosen}"
+        if f"{engine}/{chosen}" in rates and rates.get("tensorflow/float32"):
+            label += f" ({rates[f'{engine}/{chosen}'] / rates['tensorflow/float32']:.1f}x)"
+        cells.append(label)
+    return cells
 
 
 # -- fetch-weights ------------------------------------------------------------------------
@@ -1140,6 +1162,10 @@ def _parser():
         description="List every network skptm knows, with its native input size, "
                     "preprocessing family and pooled feature size.",
     )
+    backbones.add_argument("--engines", action="store_true",
+                           help="add what engine='auto' runs each network with on this machine, and its "
+                                "measured speed-up over TensorFlow float32 (needs TensorFlow; OpenVINO "
+                                "counts only where installed)")
     backbones.set_defaults(run=_backbones)
 
     fetch = commands.add_parser(

@@ -2,6 +2,7 @@
 subprocesses that check TensorFlow's start-up chatter stays off stderr and
 what commands do offline."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skptm import PretrainedFeatureTransformer
+from skptm import PretrainedFeatureTransformer, _precision
 from skptm.cli import main, paths_sidecar
 
 from .conftest import LIGHT, pattern
@@ -125,6 +126,13 @@ def test_backbones_and_help(capsys):
     assert code == 0 and lines[0].split()[:2] == ["name", "keras"]
     assert len(lines) == 2 + 40
     assert lines[2 + 2].split() == ["resnet50", "ResNet50", "224", "caffe", "2048"]
+    code, out, _ = run_cli(capsys, "backbones", "--engines")
+    rows = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert code == 0 and len(rows) == 40
+    assert "tensorflow float32 (1.0x)" in rows["efficientnet_b0"]  # measured slower on OpenVINO
+    if importlib.util.find_spec("openvino") is not None:  # the test extra installs it
+        assert "openvino bfloat16" in rows["convnext_tiny"] or not _precision.cpu_has_bfloat16()
+        assert "openvino float32" in rows["convnext_tiny"]
     for command in ([], ["embed"], ["backbones"], ["fetch-weights"], ["cluster"], ["train"], ["predict"]):
         code, out, _ = run_cli(capsys, *command, "--help")
         assert code == 0 and "usage: skptm" in out
