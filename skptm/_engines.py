@@ -13,6 +13,7 @@ backbone or a network not in the table, ``"auto"`` is TensorFlow.
 
 from __future__ import annotations
 
+from ._engine_table import CONVERSION_SECONDS, COSINE, IMAGES_PER_SECOND
 from ._precision import AUTO_MIN_COSINE, cpu_has_bfloat16, resolve_precision
 
 ENGINES = ("auto", "tensorflow", "openvino")
@@ -65,7 +66,7 @@ def resolve_engine(engine: str, precision: str, backbone) -> tuple[str, str]:
     candidates = [
         ("openvino", choice)
         for choice in allowed
-        if (choice != "bfloat16" or cpu_has_bfloat16()) and _accurate(cosines, "openvino", choice)
+        if (choice != "bfloat16" or cpu_has_bfloat16()) and _accurate(cosines, choice)
     ]
     if not candidates:
         return tensorflow
@@ -104,8 +105,6 @@ def resolve_inference_engine(engine, precision, backbone, network, n_items) -> t
         return chosen, chosen_precision
     name = _table_name(backbone)
     rates, _ = _table_row(name)
-    from ._engine_table import CONVERSION_SECONDS
-
     saved = n_items / rates["tensorflow/float32"] - n_items / rates[f"openvino/{chosen_precision}"]
     return (chosen, chosen_precision) if saved > CONVERSION_SECONDS.get(name, float("inf")) else tensorflow
 
@@ -121,12 +120,13 @@ def _openvino_precision(precision, name):
     if rates is None:
         return "float32"
     faster = rates.get("openvino/bfloat16", 0.0) >= AUTO_MIN_SPEEDUP * rates.get("openvino/float32", 0.0)
-    return "bfloat16" if faster and _accurate(cosines, "openvino", "bfloat16") else "float32"
+    return "bfloat16" if faster and _accurate(cosines, "bfloat16") else "float32"
 
 
-def _accurate(cosines, engine, precision):
+def _accurate(cosines, precision):
+    """Whether OpenVINO in ``precision`` was measured close enough to TensorFlow float32."""
     threshold = AUTO_MIN_COSINE if precision == "bfloat16" else AUTO_MIN_COSINE_FLOAT32
-    return cosines.get(f"{engine}/{precision}", 0.0) >= threshold
+    return cosines.get(f"openvino/{precision}", 0.0) >= threshold
 
 
 def _table_name(backbone):
@@ -138,8 +138,6 @@ def _table_name(backbone):
 
 
 def _table_row(name):
-    from ._engine_table import COSINE, IMAGES_PER_SECOND
-
     return IMAGES_PER_SECOND.get(name), COSINE.get(name, {})
 
 
