@@ -84,8 +84,12 @@ def on_cluster(extractor, paths, partitions, workers, env, repeat):
     its start-up and warm-up time, and the base networks each worker built."""
     start = time.perf_counter()
     cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, env=env,
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        env=env,
     )
     with cluster, Client(cluster) as client:
         warm_up = db.from_sequence(paths[: 4 * workers * extractor.batch_size], npartitions=4 * workers)
@@ -110,7 +114,10 @@ def payloads(extractor, paths, partitions, size, weights):
         "mobilenet_v2", weights=weights, input_size=size, unfreeze=2, finetune_epochs=1, random_state=0
     ).fit(X, np.arange(16) % 2)
     rows = []
-    for name, estimator in (("PretrainedFeatureTransformer", extractor), ("FineTunedClassifier, unfreeze=2", classifier)):
+    for name, estimator in (
+        ("PretrainedFeatureTransformer", extractor),
+        ("FineTunedClassifier, unfreeze=2", classifier),
+    ):
         ours = task_bytes(skptm.dask.transform(estimator, bag), "_transform_items")
         plain = task_bytes(bag.map_partitions(estimator.transform), "transform")
         rows.append((name, len(pickle.dumps(estimator)), max(ours), max(plain)))
@@ -142,18 +149,24 @@ def main():
         }
         rows, partition = payloads(extractor, paths, args.partitions, args.size, weights)
 
-    print(f"machine: {platform.platform()}, {platform.machine()}, os.cpu_count()={os.cpu_count()}, "
-          f"load average at start: {load:.2f}")
+    print(
+        f"machine: {platform.platform()}, {platform.machine()}, os.cpu_count()={os.cpu_count()}, "
+        f"load average at start: {load:.2f}"
+    )
     print(f"dask {dask.__version__}, distributed {distributed.__version__}, skptm {skptm.__version__}")
-    print(f"{args.n} JPEGs of 320x240, mobilenet_v2 at {args.size} px, batch_size={args.batch_size}, "
-          f"Bag of {args.partitions} partitions, LocalCluster of {args.workers} processes x 1 thread, "
-          f"best of {args.repeat} warm runs, in-process and cluster timed alternately\n")
+    print(
+        f"{args.n} JPEGs of 320x240, mobilenet_v2 at {args.size} px, batch_size={args.batch_size}, "
+        f"Bag of {args.partitions} partitions, LocalCluster of {args.workers} processes x 1 thread, "
+        f"best of {args.repeat} warm runs, in-process and cluster timed alternately\n"
+    )
     print(f"{'':34s}{'images/s':>10s}{'seconds':>9s}{'vs in-process':>15s}{'start+warm-up':>15s}  base builds/worker")
     for label, (local_seconds, cluster_seconds, features, started, builds) in runs.items():
         local_rate, rate = args.n / local_seconds, args.n / cluster_seconds
         print(f"{'in-process transform':34s}{local_rate:10.1f}{local_seconds:9.2f}{1.0:14.2f}x")
-        print(f"{'cluster, ' + label:34s}{rate:10.1f}{cluster_seconds:9.2f}{rate / local_rate:14.2f}x"
-              f"{started:14.1f}s  {builds}")
+        print(
+            f"{'cluster, ' + label:34s}{rate:10.1f}{cluster_seconds:9.2f}{rate / local_rate:14.2f}x"
+            f"{started:14.1f}s  {builds}"
+        )
         np.testing.assert_allclose(features, local, rtol=1e-5, atol=1e-5 * np.abs(local).max())
     print("features equal to in-process: yes (rtol 1e-5)\n")
 

@@ -1,170 +1,284 @@
-"""Measure every (engine, precision) for every network, and write the table
-that ``engine="auto"`` reads (``skptm/_engine_table.py``).
+"""Measure every (engine, precision) for every network, and write this machine's
+table of the prior (``skptm/engines/prior.json``).
 
-For each network of the registry, skptm's own feature network (random
-weights, average pooling) runs four ways on the same uint8 batch:
-TensorFlow float32, TensorFlow ``mixed_bfloat16``, OpenVINO f32 and OpenVINO
-bf16 (converted from the float32 network in this process). Batches of the
-four alternate, so that load from elsewhere on the machine slows all alike.
-Features are compared to TensorFlow float32 by cosine similarity; the
-conversion time is the first ``compiled_network`` call with an empty disk
-cache.
+For each network of the registry, :func:`skptm.engines.calibration.measure`
+runs skptm's own feature network (random weights, average pooling) in every
+configuration this machine offers (``calibration.configurations()``:
+TensorFlow and OpenVINO, float32, and bfloat16 where the CPU computes it
+natively) on the same batch of real photographs (the sample photos, uint8 in
+0-255). Configurations alternate round by round, so that load from elsewhere
+on the machine slows them all alike; each rate is the median of the rounds,
+with the slowest and fastest round (the spread). Features are compared with
+TensorFlow float32's by per-image cosine (no floor on the norms). The cache
+folder is a fresh temporary one, so conversions are timed cold.
 
-    python benchmarks/engine_table.py                    # every network, 160 px, batch 16; writes the table
+    python benchmarks/engine_table.py                    # every network, 160 px, batch 16; writes this machine's table
     python benchmarks/engine_table.py --backbones convnext_tiny resnet50 --no-write
-    python benchmarks/engine_table.py --markdown         # print the shipped table for docs/performance.md
+    python benchmarks/engine_table.py --markdown         # every table of prior.json, for docs/performance.md
 
-Rows are appended to ``--log`` (JSON lines) as they are measured; ``--resume``
-skips networks already there, and the table is written from the log.
-Run it on the kind of machine the table is for.
+Each network's measurement is appended to ``--log`` (JSON lines) as soon as it
+is done; ``--resume`` skips networks already there, and the table is written
+from the log. Writing replaces the table of this machine kind (same
+instruction set, architecture and cores) and keeps the others. Run it on the
+kind of machine the table is for, with nothing else running.
 """
 
 import argparse
+import atexit
 import json
+import math
 import os
-import platform
+import shutil
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ["SKPTM_CACHE_DIR"] = tempfile.mkdtemp(prefix="skptm-engine-table-")  # conversions measured cold
 
-import keras
-import numpy as np
-import openvino as ov
-import tensorflow as tf
-
-from skptm import list_backbones
-from skptm._networks import clear_network_cache, get_feature_network
-from skptm._openvino import compiled_network
-from skptm._precision import cpu_flags
-
-TABLE = Path(__file__).resolve().parent.parent / "skptm" / "_engine_table.py"
-CONFIGURATIONS = ("tensorflow/float32", "tensorflow/bfloat16", "openvino/float32", "openvino/bfloat16")
+PRIOR = Path(__file__).resolve().parent.parent / "skptm" / "engines" / "prior.json"
+REFERENCE = "tensorflow/float32"
+SPREAD = "low/high are the slowest/fastest rounds"
 
 
-def measure(name, size, batch_size, batches):
-    x = np.random.default_rng(0).integers(0, 256, (batch_size, size, size, 3), dtype=np.uint8)
-    tf32 = get_feature_network(name, weights=None, input_size=size, precision="float32")
-    tfbf = get_feature_network(name, weights=None, input_size=size, precision="bfloat16")
-    start = time.perf_counter()
-    ov32 = compiled_network(tf32.model, "float32", takes_images=True)
-    conversion = time.perf_counter() - start
-    ovbf = compiled_network(tf32.model, "bfloat16", takes_images=True)
-    calls = dict(zip(CONFIGURATIONS, (tf32.predict, tfbf.predict, ov32.predict, ovbf.predict), strict=True))
-    outputs = {key: call(x) for key, call in calls.items()}  # traces and warms up
-    seconds = dict.fromkeys(calls, 0.0)
-    for _ in range(batches):
-        for key, call in calls.items():
-            start = time.perf_counter()
-            call(x)
-            seconds[key] += time.perf_counter() - start
-    reference = outputs["tensorflow/float32"]
-    cosine = {}
-    for key in CONFIGURATIONS[1:]:
-        other = outputs[key]
-        norms = np.maximum(np.linalg.norm(reference, axis=1) * np.linalg.norm(other, axis=1), 1e-30)
-        cosine[key] = float(np.min(np.sum(reference * other, axis=1) / norms))
-    rates = {key: batches * batch_size / seconds[key] for key in CONFIGURATIONS}
-    return {"backbone": name, "rates": rates, "cosine": cosine, "conversion_seconds": conversion}
+def machine_dict(machine):
+    return {
+        "architecture": machine.architecture,
+        "cpu_model": machine.cpu_model,
+        "instruction_set": machine.instruction_set,
+        "flags": list(machine.flags),
+        "cores": machine.cores,
+    }
 
 
-def write_table(rows, size, batch_size):
-    flags = sorted(cpu_flags() & {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx2", "avx512_vnni"})
-
-    def mapping(title, values, digits):
-        out = [title]
-        for name, entry in values:
-            items = ", ".join(f"{key!r}: {value:.{digits}f}" for key, value in entry.items())
-            out.append(f"    {name!r}: {{{items}}},")
-        return [*out, "}", ""]
-
-    lines = [
-        '"""Measured speed of each (engine, precision), written by ``benchmarks/engine_table.py``.',
-        "",
-        f"skptm's feature network, random weights, {size} px, batch {batch_size}, uint8 input,",
-        f"{platform.machine()} with {os.cpu_count()} cores, TensorFlow {tf.__version__}, Keras {keras.__version__},",
-        f"OpenVINO {ov.__version__.split('-')[0]}; batches of the four configurations alternating.",
-        '"""',
-        "",
-        "#: CPU feature flags of the machine the table was measured on.",
-        f"MEASURED_ON = {tuple(flags)!r}",
-        "",
-        "#: Images per second, per backbone name and ``engine/precision``.",
-        *mapping("IMAGES_PER_SECOND: dict[str, dict[str, float]] = {",
-                 [(r["backbone"], r["rates"]) for r in rows], 1),
-        "#: Lowest cosine similarity of the features to TensorFlow float32 ones (random",
-        "#: weights, a pessimistic case: errors grow through deep random networks).",
-        *mapping("COSINE: dict[str, dict[str, float]] = {", [(r["backbone"], r["cosine"]) for r in rows], 6),
-        "#: Seconds to convert the Keras network to OpenVINO (once per network, then cached on disk).",
-        "CONVERSION_SECONDS: dict[str, float] = {",
-        *(f"    {r['backbone']!r}: {r['conversion_seconds']:.1f}," for r in rows),
-        "}",
-        "",
-    ]
-    TABLE.write_text("\n".join(lines))
+def table_identity(machine: dict) -> tuple:
+    return (machine["instruction_set"], machine["architecture"], machine["cores"])
 
 
-def print_markdown():
-    """The shipped table as Markdown, with what ``auto`` picks on this machine."""
-    from skptm._engine_table import CONVERSION_SECONDS, COSINE, IMAGES_PER_SECOND
-    from skptm._engines import resolve_engine
+def describe_machine(machine: dict) -> str:
+    """The same line as ``Machine.describe()``, from a table's ``machine`` dict."""
+    return f"{machine['cpu_model']} ({machine['architecture']}, {machine['instruction_set']}), {machine['cores']} cores"
 
-    print("| network | TF f32 | TF bf16 | OV f32 | OV bf16 | OV bf16 cosine | convert s "
-          "| auto (float32) | auto (auto) |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, rates in IMAGES_PER_SECOND.items():
-        cells = [f"{rates[key]:.1f}" for key in CONFIGURATIONS]
-        picks = []
-        for precision in ("float32", "auto"):
-            engine, chosen = resolve_engine("auto", precision, name)
-            gain = rates[f"{engine}/{chosen}"] / rates["tensorflow/float32"]
-            picks.append(f"{'OV' if engine == 'openvino' else 'TF'} {chosen.replace('float', 'f').replace('bf', 'bf')} "
-                         f"({gain:.1f}x)")
-        print(f"| {name} | " + " | ".join(cells) + f" | {COSINE[name]['openvino/bfloat16']:.5f} | "
-              f"{CONVERSION_SECONDS[name]:.0f} | " + " | ".join(picks) + " |")
+
+def conditions(args) -> str:
+    import keras
+    import tensorflow as tf
+
+    from skptm.engines import openvino
+
+    return (
+        f"skptm's feature network (average pooling), random weights, {args.size} px, batch {args.batch_size}, "
+        f"input: the 16 sample photos (skptm.datasets.load_sample_photos) as uint8 in 0-255; "
+        f"{args.rounds} alternating rounds of at least {args.round_seconds} s per configuration; "
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, OpenVINO {openvino.version() or 'not installed'}"
+    )
+
+
+def floor(value, digits=7):
+    """Round a cosine down, so that a stored value never passes a threshold the measured
+    one missed (within float error: a cosine of 1 - 1e-15 stays 1.0)."""
+    scale = 10**digits
+    return math.floor(value * scale + 1e-6) / scale
+
+
+def build_table(rows, args, machine) -> dict:
+    return {
+        "machine": machine_dict(machine),
+        "conditions": conditions(args),
+        "spread": SPREAD,
+        "images_per_second": {
+            row["backbone"]: {
+                config: {key: round(rate[key], 2) for key in ("median", "low", "high")}
+                for config, rate in row["rates"].items()
+            }
+            for row in rows
+        },
+        "cosine": {row["backbone"]: {config: floor(c) for config, c in row["cosine"].items()} for row in rows},
+        "conversion_seconds": {
+            row["backbone"]: round(max(row["conversion_seconds"].values()), 2) if row["conversion_seconds"] else None
+            for row in rows
+        },
+    }
+
+
+def write_table(table: dict) -> None:
+    document = json.loads(PRIOR.read_text()) if PRIOR.exists() else {"format": 1, "machines": []}
+    identity = table_identity(table["machine"])
+    kept = [old for old in document["machines"] if table_identity(old["machine"]) != identity]
+    replaced = [old for old in document["machines"] if table_identity(old["machine"]) == identity]
+    for old in replaced:
+        dropped = sorted(set(old["images_per_second"]) - set(table["images_per_second"]))
+        if dropped:
+            print(
+                f"note: the replaced table of this machine kind also held {', '.join(dropped)}; "
+                "they are not in the new one"
+            )
+    document["machines"] = [*kept, table]
+    with PRIOR.open("w") as out:
+        json.dump(document, out, indent=1)
+        out.write("\n")
+    print(
+        f"wrote this machine's table ({len(table['images_per_second'])} networks) to {PRIOR}; "
+        f"{len(kept)} other machine table(s) kept"
+    )
+
+
+# -- Markdown ---------------------------------------------------------------------------------
+
+
+def short(config: str) -> str:
+    engine, precision = config.split("/")
+    return {"tensorflow": "TF", "openvino": "OV"}.get(engine, engine) + " " + precision.replace("float", "f")
+
+
+def rate_cell(rate: dict) -> str:
+    if "low" in rate and "high" in rate:
+        return f"{rate['median']:.1f} ({rate['low']:.1f}–{rate['high']:.1f})"
+    return f"{rate['median']:.1f} (no spread)"
+
+
+def choice_cell(entry: dict, precision: str) -> str:
+    from skptm.engines.decision import best_measured
+
+    complete = entry["cosine"] is not None and all("low" in rate and "high" in rate for rate in entry["rates"].values())
+    if not complete:
+        return "— (row lacks spread or cosine)"
+    choice = best_measured(entry, "auto", precision)
+    return f"{short(choice.label)} ({choice.reason.removeprefix('measured here: ')})"
+
+
+def print_markdown() -> None:
+    """Every table of prior.json as Markdown, with what ``auto`` would choose from each row."""
+    document = json.loads(PRIOR.read_text())
+    for table in document["machines"]:
+        rates = table["images_per_second"]
+        cosine = table.get("cosine")
+        conversion = table.get("conversion_seconds") or {}
+        configs = []
+        for row in rates.values():
+            configs.extend(config for config in row if config not in configs)
+        configs.sort(key=lambda config: config != REFERENCE)  # TensorFlow float32 first
+        others = configs[1:]
+        print(f"#### {describe_machine(table['machine'])}")
+        print()
+        print(
+            f"Conditions: {table['conditions']}. Images per second, median (low–high): "
+            f"{table.get('spread') or 'no spread recorded'}. Speed-up: median over {short(REFERENCE)}'s median, "
+            "same run. Cosine: lowest per-image cosine to TF f32's features. "
+            "auto: what `best_measured` chooses from the row, for precision float32 and auto."
+        )
+        print()
+        header = (
+            ["network"]
+            + [short(c) for c in configs]
+            + [f"{short(c)} / TF f32" for c in others]
+            + [f"cosine {short(c)}" for c in others]
+            + ["conversion s", "auto (float32)", "auto (auto)"]
+        )
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for name, row in rates.items():
+            cells = [name]
+            cells += [rate_cell(row[c]) if c in row else "—" for c in configs]
+            base = row.get(REFERENCE, {}).get("median")
+            cells += [f"{row[c]['median'] / base:.2f}x" if c in row and base else "—" for c in others]
+            row_cosine = cosine.get(name) if cosine else None
+            cells += [f"{row_cosine[c]:.7f}" if row_cosine and c in row_cosine else "—" for c in others]
+            seconds = conversion.get(name)
+            cells.append(f"{seconds:.1f}" if seconds is not None else "—")
+            entry = {"rates": row, "cosine": row_cosine}
+            cells += [choice_cell(entry, precision) for precision in ("float32", "auto")]
+            print("| " + " | ".join(cells) + " |")
+        print()
+
+
+# -- measuring ---------------------------------------------------------------------------------
+
+
+def read_log(args, machine) -> dict:
+    done = {}
+    for line in args.log.read_text().splitlines():
+        row = json.loads(line)
+        expected = {
+            "input_size": [args.size, args.size],
+            "batch_size": args.batch_size,
+            "rounds": args.rounds,
+            "weights": "random",
+            "machine": machine.describe(),
+        }
+        found = {key: row.get(key) for key in expected}
+        if found != expected:
+            sys.exit(
+                f"{args.log}: {row['backbone']} was measured with {found}, not {expected}; "
+                "resume with the same settings or start a new log"
+            )
+        done[row["backbone"]] = row
+    return done
 
 
 def main():
+    from skptm import list_backbones
+
+    registry = [b["name"] for b in list_backbones()]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbones", nargs="+", default=[b["name"] for b in list_backbones()])
+    parser.add_argument("--backbones", nargs="+", default=registry)
     parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--batches", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--round-seconds", type=float, default=0.5)
     parser.add_argument("--log", type=Path, default=Path("engine_table.jsonl"))
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--no-write", action="store_true")
-    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--resume", action="store_true", help="skip networks already in --log")
+    parser.add_argument("--no-write", action="store_true", help="do not touch prior.json")
+    parser.add_argument("--markdown", action="store_true", help="print every table of prior.json and exit")
     args = parser.parse_args()
     if args.markdown:
         print_markdown()
         return
-    done = {}
-    if args.resume and args.log.exists():
-        done = {row["backbone"]: row for row in map(json.loads, args.log.read_text().splitlines())}
-    elif args.log.exists():
+
+    os.environ["SKPTM_CACHE_DIR"] = tempfile.mkdtemp(prefix="skptm-engine-table-")  # conversions measured cold
+    atexit.register(shutil.rmtree, os.environ["SKPTM_CACHE_DIR"], ignore_errors=True)
+    import keras
+
+    from skptm.engines import calibration
+    from skptm.engines.machine import this_machine
+    from skptm.networks import clear_network_cache
+
+    machine = this_machine()
+    done = read_log(args, machine) if args.resume and args.log.exists() else {}
+    if not args.resume and args.log.exists():
         args.log.unlink()
-    print(f"{platform.machine()}, {os.cpu_count()} cores, bf16 flags: "
-          f"{sorted(cpu_flags() & {'avx512_bf16', 'amx_bf16'}) or 'none'}; {args.size} px, batch {args.batch_size}")
-    print(f"{'backbone':<22}" + "".join(f"{key:>22}" for key in CONFIGURATIONS) + f"{'convert s':>11}")
+    configs = calibration.configurations(machine)
+    print(f"machine: {machine.describe()}")
+    print(f"conditions: {conditions(args)}")
+    print(f"rates in images/s, median (low–high) over the rounds; cosine: lowest per image to {REFERENCE}")
     for name in args.backbones:
         if name in done:
             continue
-        row = measure(name, args.size, args.batch_size, args.batches)
+        row = calibration.measure(
+            name,
+            weights=None,
+            input_size=args.size,
+            rounds=args.rounds,
+            round_seconds=args.round_seconds,
+            batch_size=args.batch_size,
+            configs=configs,
+        )
         with args.log.open("a") as log:
             log.write(json.dumps(row) + "\n")
-        done[name] = row
-        rates = row["rates"]
-        print(f"{name:<22}" + "".join(f"{rates[key]:>22.1f}" for key in CONFIGURATIONS)
-              + f"{row['conversion_seconds']:>11.1f}  cos " + " ".join(f"{c:.5f}" for c in row["cosine"].values()),
-              flush=True)
+        done[row["backbone"]] = row
+        base = row["rates"][REFERENCE]["median"]
+        cells = []
+        for config, rate in row["rates"].items():
+            cell = f"{short(config)} {rate['median']:.1f} ({rate['low']:.1f}–{rate['high']:.1f})"
+            if config != REFERENCE:
+                cell += f" {rate['median'] / base:.2f}x cos {row['cosine'][config]:.7f}"
+            cells.append(cell)
+        convert = ", ".join(f"{engine} {s:.1f} s" for engine, s in row["conversion_seconds"].items()) or "none"
+        print(f"{row['backbone']:<20} " + " | ".join(cells) + f" | conversion {convert}", flush=True)
         clear_network_cache()
         keras.backend.clear_session()
     if not args.no_write:
-        order = [b["name"] for b in list_backbones()]
-        write_table(sorted(done.values(), key=lambda r: order.index(r["backbone"])), args.size, args.batch_size)
-        print(f"wrote {TABLE}")
+        rows = sorted(done.values(), key=lambda r: registry.index(r["backbone"]) if r["backbone"] in registry else 0)
+        write_table(build_table(rows, args, machine))
 
 
 if __name__ == "__main__":

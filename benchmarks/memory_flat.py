@@ -115,7 +115,10 @@ def measure(args):
 
         paths = pd.Series(paths, name="path")
     extractor = PretrainedFeatureTransformer(
-        args.backbone, weights=None, input_size=args.size, batch_size=args.batch_size,
+        args.backbone,
+        weights=None,
+        input_size=args.size,
+        batch_size=args.batch_size,
     )
     extractor.transform(paths[:32])  # build the network and trace predict outside the measurement
     baseline = current_rss()
@@ -127,25 +130,41 @@ def measure(args):
     elapsed = time.perf_counter() - start
     sampler.stop()
     maxrss_after = max_rss()
-    print(json.dumps({
-        "n": args.n,
-        "baseline": baseline,
-        "peak": sampler.peak,
-        # ru_maxrss is a lifetime peak: it tells about the transform only if it rose during it
-        "maxrss_peak": maxrss_after if maxrss_after > maxrss_before else None,
-        "maxrss_before": maxrss_before,
-        "output_nbytes": features.nbytes,
-        "elapsed": elapsed,
-        "images_per_s": args.n / elapsed,
-        "trace": sampler.trace,
-    }))
+    print(
+        json.dumps(
+            {
+                "n": args.n,
+                "baseline": baseline,
+                "peak": sampler.peak,
+                # ru_maxrss is a lifetime peak: it tells about the transform only if it rose during it
+                "maxrss_peak": maxrss_after if maxrss_after > maxrss_before else None,
+                "maxrss_before": maxrss_before,
+                "output_nbytes": features.nbytes,
+                "elapsed": elapsed,
+                "images_per_s": args.n / elapsed,
+                "trace": sampler.trace,
+            }
+        )
+    )
 
 
 def run_child(args, n):
     command = [
-        sys.executable, __file__, "--child", "--folder", args.folder, "--n", str(n),
-        "--backbone", args.backbone, "--size", str(args.size), "--batch-size", str(args.batch_size),
-        "--form", args.form,
+        sys.executable,
+        __file__,
+        "--child",
+        "--folder",
+        args.folder,
+        "--n",
+        str(n),
+        "--backbone",
+        args.backbone,
+        "--size",
+        str(args.size),
+        "--batch-size",
+        str(args.batch_size),
+        "--form",
+        args.form,
     ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run(command, check=False, env=env, capture_output=True, text=True)
@@ -164,10 +183,15 @@ def main():
     parser.add_argument("--size", type=int, default=96, help="network input size in px")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--sizes", default="2000,20000", help="numbers of images to transform, one child each")
-    parser.add_argument("--form", choices=["list", "series"], default="list",
-                        help="X as a list of path strings, or a pandas Series of them")
-    parser.add_argument("--folder", help="write the JPEGs here and keep them (existing ones are reused); "
-                                         "default: a temporary folder")
+    parser.add_argument(
+        "--form",
+        choices=["list", "series"],
+        default="list",
+        help="X as a list of path strings, or a pandas Series of them",
+    )
+    parser.add_argument(
+        "--folder", help="write the JPEGs here and keep them (existing ones are reused); default: a temporary folder"
+    )
     parser.add_argument("--trace", action="store_true", help="also print the RSS about once a second")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -184,10 +208,14 @@ def main():
         print(f"{max(sizes)} JPEGs of {WIDTH}x{HEIGHT} ready in {time.perf_counter() - start:.0f} s")
         results = [run_child(args, n) for n in sizes]
 
-    print(f"{args.backbone}, {args.size} px, batch {args.batch_size}, X as a {args.form} of paths; "
-          f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}")
-    print(f"  {'images':>7}  {'output MB':>9}  {'baseline MB':>11}  {'peak-base MB':>12}  "
-          f"{'(ru_maxrss)':>11}  {'budget MB':>9}  {'result':>6}  {'images/s':>8}")
+    print(
+        f"{args.backbone}, {args.size} px, batch {args.batch_size}, X as a {args.form} of paths; "
+        f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}"
+    )
+    print(
+        f"  {'images':>7}  {'output MB':>9}  {'baseline MB':>11}  {'peak-base MB':>12}  "
+        f"{'(ru_maxrss)':>11}  {'budget MB':>9}  {'result':>6}  {'images/s':>8}"
+    )
     failed = False
     for r in results:
         peak = max(r["peak"], r["maxrss_peak"] or 0)
@@ -196,13 +224,19 @@ def main():
         ok = growth <= budget
         failed |= not ok
         maxrss = f"{(r['maxrss_peak'] - r['baseline']) / MB:11.0f}" if r["maxrss_peak"] else f"{'-':>11}"
-        print(f"  {r['n']:7d}  {r['output_nbytes'] / MB:9.1f}  {r['baseline'] / MB:11.0f}  {growth / MB:12.0f}  "
-              f"{maxrss}  {budget / MB:9.0f}  {'PASS' if ok else 'FAIL':>6}  {r['images_per_s']:8.0f}")
+        print(
+            f"  {r['n']:7d}  {r['output_nbytes'] / MB:9.1f}  {r['baseline'] / MB:11.0f}  {growth / MB:12.0f}  "
+            f"{maxrss}  {budget / MB:9.0f}  {'PASS' if ok else 'FAIL':>6}  {r['images_per_s']:8.0f}"
+        )
         if args.trace:
-            print("    RSS - baseline (s: MB): " + ", ".join(
-                f"{t:.0f}: {(rss - r['baseline']) / MB:.0f}" for t, rss in r["trace"]))
-    print("  peak-base: highest RSS sampled every 20 ms (or ru_maxrss, if higher) minus the RSS after "
-          "warm-up; budget: output + 600 MB")
+            print(
+                "    RSS - baseline (s: MB): "
+                + ", ".join(f"{t:.0f}: {(rss - r['baseline']) / MB:.0f}" for t, rss in r["trace"])
+            )
+    print(
+        "  peak-base: highest RSS sampled every 20 ms (or ru_maxrss, if higher) minus the RSS after "
+        "warm-up; budget: output + 600 MB"
+    )
     return 1 if failed else 0
 
 

@@ -1,6 +1,6 @@
 """Size of a fitted FineTunedClassifier's pickle next to its network's weights.
 
-    python benchmarks/pickle_size.py                # resnet50, unfreeze=10
+python benchmarks/pickle_size.py                # resnet50, unfreeze=10
 """
 
 import argparse
@@ -20,8 +20,13 @@ def main():
     X = rng.integers(0, 256, (16, 64, 64, 3), dtype=np.uint8)
     y = np.arange(16) % 2
     clf = FineTunedClassifier(
-        args.backbone, weights=None, input_size=64, head_epochs=1, unfreeze=args.unfreeze,
-        finetune_epochs=1, random_state=0,
+        args.backbone,
+        weights=None,
+        input_size=64,
+        head_epochs=1,
+        unfreeze=args.unfreeze,
+        finetune_epochs=1,
+        random_state=0,
     ).fit(X, y)
     blob = pickle.dumps(clf)
     full = sum(w.nbytes for w in clf.model_.get_weights())

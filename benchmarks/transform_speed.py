@@ -95,7 +95,12 @@ def best_rate(n, seconds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", nargs="+", default=["resnet50", "mobilenet_v2"])
-    parser.add_argument("--images", type=int, default=None, help="default: 104 for slow networks, 584 otherwise (the last batch has 8 images)")
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=None,
+        help="default: 104 for slow networks, 584 otherwise (the last batch has 8 images)",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--rounds", type=int, default=5)

@@ -38,10 +38,12 @@ def write_photos(folder, n, width, height):
 def keras_loop(paths, model, preprocess_input, size, batch_size):
     features = []
     for start in range(0, len(paths), batch_size):
-        batch = np.stack([
-            keras.utils.img_to_array(keras.utils.load_img(p, target_size=(size, size), interpolation="bilinear"))
-            for p in paths[start : start + batch_size]
-        ])
+        batch = np.stack(
+            [
+                keras.utils.img_to_array(keras.utils.load_img(p, target_size=(size, size), interpolation="bilinear"))
+                for p in paths[start : start + batch_size]
+            ]
+        )
         features.append(model.predict(preprocess_input(batch), verbose=0))
     return np.concatenate(features)
 
@@ -82,8 +84,10 @@ def main():
     print(f"{args.backbone}, {args.images} JPEGs of {args.photo}x{args.photo * 3 // 4} to {size} px")
     print(f"  keras loop : {args.images / baseline_time:7.1f} images/s")
     print(f"  skptm      : {args.images / ours_time:7.1f} images/s")
-    print(f"  speed-up   : {baseline_time / ours_time:7.2f}x   (relative feature difference "
-          f"{agreement:.3f}: draft decoding resamples differently)")
+    print(
+        f"  speed-up   : {baseline_time / ours_time:7.2f}x   (relative feature difference "
+        f"{agreement:.3f}: draft decoding resamples differently)"
+    )
 
 
 if __name__ == "__main__":

@@ -143,8 +143,9 @@ def _public_names():
     names |= {f"skptm.plot.{name}" for name in skptm.plot.__all__}
     names |= {f"skptm.dask.{name}" for name in skptm.dask.__all__}
     datasets = getattr(skptm.datasets, "__all__", None) or [
-        name for name, value in vars(skptm.datasets).items() if callable(value) and not name.startswith("_")
-        and getattr(value, "__module__", "") == "skptm.datasets"
+        name
+        for name, value in vars(skptm.datasets).items()
+        if callable(value) and not name.startswith("_") and getattr(value, "__module__", "") == "skptm.datasets"
     ]
     # load_image_folder is documented once, at the top level.
     names |= {f"skptm.datasets.{name}" for name in datasets if name not in skptm.__all__}
@@ -166,9 +167,7 @@ def _check_api_page(app):
             listed.add(f"{module}.{entry.group(1)}")
     missing = sorted(_public_names() - listed)
     if missing:
-        sphinx_logging.getLogger(__name__).warning(
-            "api.rst does not list these public names: %s", ", ".join(missing)
-        )
+        sphinx_logging.getLogger(__name__).warning("api.rst does not list these public names: %s", ", ".join(missing))
 
 
 def _sklearn_references_as_text(app, env, node, contnode):

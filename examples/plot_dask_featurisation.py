@@ -77,8 +77,10 @@ if __name__ == "__main__" and dask_installed:
         started = time.perf_counter()
         on_cluster = skptm.dask.transform(extractor, paths).compute()
         computed = time.perf_counter()
-    print(f"Cluster started in {started - start:.1f} s; features of {len(on_cluster)} photos "
-          f"computed on it in {computed - started:.1f} s")
+    print(
+        f"Cluster started in {started - start:.1f} s; features of {len(on_cluster)} photos "
+        f"computed on it in {computed - started:.1f} s"
+    )
 
 # %%
 # The same features in this process
@@ -90,9 +92,11 @@ if __name__ == "__main__" and dask_installed:
     start = time.perf_counter()
     in_process = extractor.transform(photos.paths)
     print(f"In this process: {time.perf_counter() - start:.1f} s (the network was already built here)")
-    print(f"Same shape: {on_cluster.shape == in_process.shape}; "
-          f"identical: {np.array_equal(on_cluster, in_process)}; "
-          f"largest difference: {np.abs(on_cluster - in_process).max():.2g}")
+    print(
+        f"Same shape: {on_cluster.shape == in_process.shape}; "
+        f"identical: {np.array_equal(on_cluster, in_process)}; "
+        f"largest difference: {np.abs(on_cluster - in_process).max():.2g}"
+    )
 
 # %%
 # What you see, and what to try

@@ -44,8 +44,10 @@ splitter = StratifiedGroupKFold(n_splits=3, shuffle=True, random_state=0)
 train, test = next(splitter.split(views.paths, views.target, groups))
 X_train, X_test = views.paths[train], views.paths[test]
 y_train, y_test = views.target[train], views.target[test]
-print(f"{len(train)} training views of {len(np.unique(np.take(groups, train)))} photos, "
-      f"{len(test)} test views of {len(np.unique(np.take(groups, test)))} other photos")
+print(
+    f"{len(train)} training views of {len(np.unique(np.take(groups, train)))} photos, "
+    f"{len(test)} test views of {len(np.unique(np.take(groups, test)))} other photos"
+)
 
 # %%
 # The linear probe and the fine-tuned model

@@ -5,14 +5,20 @@ the process; networks are built on first use.
 """
 
 from ._backbones import list_backbones
-from ._batches import ImageReadError
 from ._classifier import FineTunedClassifier
-from ._feature_cache import FeatureCacheWarning
-from ._features import ImageReadWarning
-from ._openvino import OpenVINOCacheWarning
+from ._clustering import cluster_images
+from ._disk_caches import clear_disk_caches, disk_cache_usage
 from ._regressor import FineTunedRegressor
 from ._transformer import PretrainedFeatureTransformer
 from .datasets import load_image_folder
+from .exceptions import (
+    CalibrationWarning,
+    FeatureCacheWarning,
+    ImageReadError,
+    ImageReadWarning,
+    OpenVINOCacheWarning,
+    WeightsUnavailableError,
+)
 
 __version__ = "0.1.0"
 
@@ -20,15 +26,18 @@ __version__ = "0.1.0"
 def __getattr__(name):
     # Names that need Keras are imported on first access, keeping
     # ``import skptm`` free of TensorFlow.
-    if name in ("WeightsUnavailableError", "clear_network_cache", "fetch_weights", "network_cache_info"):
-        from . import _networks
+    if name in ("clear_network_cache", "fetch_weights", "network_cache_info"):
+        from . import networks
 
         return {
-            "WeightsUnavailableError": _networks.WeightsUnavailableError,
-            "clear_network_cache": _networks.clear_network_cache,
-            "fetch_weights": _networks.fetch_weights,
-            "network_cache_info": _networks.cache_info,
+            "clear_network_cache": networks.clear_network_cache,
+            "fetch_weights": networks.fetch_weights,
+            "network_cache_info": networks.cache_info,
         }[name]
+    if name == "calibrate":
+        from .engines.calibration import calibrate
+
+        return calibrate
     if name in ("save", "load"):
         # skops is optional and imported on use, by these functions.
         from . import _persistence
@@ -38,6 +47,7 @@ def __getattr__(name):
 
 
 __all__ = [
+    "CalibrationWarning",
     "FeatureCacheWarning",
     "FineTunedClassifier",
     "FineTunedRegressor",
@@ -46,8 +56,12 @@ __all__ = [
     "OpenVINOCacheWarning",
     "PretrainedFeatureTransformer",
     "WeightsUnavailableError",
+    "calibrate",
+    "clear_disk_caches",
     "clear_network_cache",
+    "cluster_images",
     "fetch_weights",
+    "disk_cache_usage",
     "list_backbones",
     "load",
     "load_image_folder",

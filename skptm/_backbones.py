@@ -2,7 +2,7 @@
 
 This module is a table and a lookup. It imports neither Keras nor
 TensorFlow, so ``import skptm``, ``list_backbones()`` and name validation
-stay cheap; the networks themselves are built by :mod:`skptm._networks`.
+stay cheap; the networks themselves are built by :mod:`skptm.networks`.
 """
 
 from __future__ import annotations
@@ -128,11 +128,7 @@ def get_backbone_spec(name: str) -> BackboneSpec:
         close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
         close += difflib.get_close_matches(_normalize(name), _BY_KEY, n=5, cutoff=0.5)
         suggestions = list(dict.fromkeys(_BY_KEY[_normalize(c)].name for c in close))
-        hint = (
-            f" Did you mean {', '.join(repr(s) for s in suggestions[:5])}?"
-            if suggestions
-            else ""
-        )
+        hint = f" Did you mean {', '.join(repr(s) for s in suggestions[:5])}?" if suggestions else ""
         raise ValueError(
             f"Unknown backbone {name!r}.{hint} skptm.list_backbones() lists all "
             f"{len(_SPECS)} names; a keras.Model, or a callable returning one, "

@@ -22,31 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._images import ImageReader, array_to_rgb, check_value_range, describe_item
-
-
-class ImageReadError(ValueError):
-    """An input item could not be read as an image.
-
-    Attributes
-    ----------
-    index : int
-        Position of the item in the input.
-    path : str or None
-        The item's file path, where it has one.
-    """
-
-    def __init__(self, index, path, cause):
-        self.index = index
-        self.path = path
-        self.cause = cause
-        where = f"index {index}" + (f" ({path!r})" if path else "")
-        super().__init__(
-            f"Could not read the image at {where}: {cause}. Fix or remove this "
-            "item, or pass on_error='nan' to get a row of NaN for it instead."
-        )
-
-    def __reduce__(self):  # survives joblib's worker processes
-        return (type(self), (self.index, self.path, self.cause))
+from .exceptions import ImageReadError
 
 
 @dataclass
@@ -216,10 +192,7 @@ def as_source(X, reader: ImageReader | None):
     """
     source = _as_source(X, reader)
     if len(source) == 0:
-        raise ValueError(
-            "Found an input with 0 images, while a minimum of 1 is required: pass at "
-            "least one image."
-        )
+        raise ValueError("Found an input with 0 images, while a minimum of 1 is required: pass at least one image.")
     return source
 
 
@@ -246,13 +219,11 @@ def _as_source(X, reader: ImageReader | None):
         if X.ndim in (3, 4):
             if X.dtype.kind not in "biuf":  # e.g. complex, datetime, str: once for all
                 raise ValueError(
-                    f"An array of images must hold numbers (bool, integers or floats in "
-                    f"0-255); got dtype {X.dtype}."
+                    f"An array of images must hold numbers (bool, integers or floats in 0-255); got dtype {X.dtype}."
                 )
             if X.ndim == 4 and X.shape[-1] not in (1, 3, 4):
                 raise ValueError(
-                    f"A 4-D image array must be (N, H, W, C) with C in 1, 3 or 4 "
-                    f"channels; got shape {X.shape}."
+                    f"A 4-D image array must be (N, H, W, C) with C in 1, 3 or 4 channels; got shape {X.shape}."
                 )
             _warn_if_unit_range(X)
             return ArraySource(X, reader)
@@ -272,8 +243,7 @@ def _as_source(X, reader: ImageReader | None):
         return ItemSource(X, reader)
     if isinstance(X, (str, os.PathLike)):
         raise TypeError(
-            f"Expected a collection of images, got a single path {os.fspath(X)!r}. "
-            "Wrap it in a list: [path]."
+            f"Expected a collection of images, got a single path {os.fspath(X)!r}. Wrap it in a list: [path]."
         )
     raise TypeError(
         f"Unsupported input of type {type(X).__name__}: pass a 4-D array of images, "
@@ -307,17 +277,21 @@ def default_n_threads(n_jobs=None) -> int:
     cores, ``-2`` all but one, ...), counted here rather than by joblib's
     backend: these are threads, which loky's rules for nested processes
     (one job inside a daemon process or below a thread) do not concern.
+    Inside a joblib or Dask worker, ``None`` means the worker's share of
+    the cores (:func:`skptm._threads.process_share`).
     """
-    import joblib
     from joblib.parallel import get_active_backend
+
+    from ._threads import process_share, usable_cores
 
     if n_jobs is None:
         n_jobs = get_active_backend()[1]  # set by joblib.parallel_config(n_jobs=...)
         if n_jobs is None:
-            return max(1, min(8, joblib.cpu_count()))
+            # In a worker (loky, Dask), its share of the cores, not all of them.
+            return max(1, min(8, process_share() or usable_cores()))
     if n_jobs == 0:
         raise ValueError("n_jobs=0 has no meaning; pass a positive count, -1 for all cores, or None.")
-    return n_jobs if n_jobs > 0 else max(1, joblib.cpu_count() + 1 + n_jobs)
+    return n_jobs if n_jobs > 0 else max(1, usable_cores() + 1 + n_jobs)
 
 
 def stream_batches(source, batch_size: int, n_jobs=None, indices=None):

@@ -54,6 +54,13 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
         probe.
     n_epochs_ : dict
         Epochs each phase ran: ``{{"head": int, "finetune": int}}``.
+    engine_ : str
+        The engine ``predict``, ``predict_proba`` and ``transform`` run on
+        with ``engine="auto"``, fixed by ``fit`` so that predictions never
+        depend on earlier calls (see the engine decision in the performance
+        guide).
+    precision_ : str
+        What those predictions compute in.
     n_features_in_ : int
         Only for a tabular custom backbone.
 
@@ -114,15 +121,32 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
         verbose=0,
     ):
         super().__init__(
-            backbone=backbone, weights=weights, input_size=input_size, resize=resize,
-            interpolation=interpolation, preprocessing=preprocessing, pooling=pooling,
-            hidden_units=hidden_units, dropout=dropout, learning_rate=learning_rate,
-            head_epochs=head_epochs, unfreeze=unfreeze,
-            finetune_learning_rate=finetune_learning_rate, finetune_epochs=finetune_epochs,
-            augment=augment, validation_fraction=validation_fraction,
-            early_stopping=early_stopping, patience=patience, batch_size=batch_size,
-            precision=precision, engine=engine, cache=cache,
-            callbacks=callbacks, n_jobs=n_jobs, on_error=on_error, random_state=random_state,
+            backbone=backbone,
+            weights=weights,
+            input_size=input_size,
+            resize=resize,
+            interpolation=interpolation,
+            preprocessing=preprocessing,
+            pooling=pooling,
+            hidden_units=hidden_units,
+            dropout=dropout,
+            learning_rate=learning_rate,
+            head_epochs=head_epochs,
+            unfreeze=unfreeze,
+            finetune_learning_rate=finetune_learning_rate,
+            finetune_epochs=finetune_epochs,
+            augment=augment,
+            validation_fraction=validation_fraction,
+            early_stopping=early_stopping,
+            patience=patience,
+            batch_size=batch_size,
+            precision=precision,
+            engine=engine,
+            cache=cache,
+            callbacks=callbacks,
+            n_jobs=n_jobs,
+            on_error=on_error,
+            random_state=random_state,
             verbose=verbose,
         )
         self.class_weight = class_weight
@@ -135,8 +159,7 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
         encoder = LabelEncoder().fit(y)
         if len(encoder.classes_) < 2:
             raise ValueError(
-                f"FineTunedClassifier needs at least 2 classes in y; got 1 class: "
-                f"{encoder.classes_[0]!r}."
+                f"FineTunedClassifier needs at least 2 classes in y; got 1 class: {encoder.classes_[0]!r}."
             )
         encoded = encoder.transform(y).astype(np.int32)
         class_factor = None
@@ -144,9 +167,7 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
             if isinstance(self.class_weight, dict):
                 unknown = set(self.class_weight) - set(encoder.classes_.tolist())
                 if unknown:
-                    raise ValueError(
-                        f"class_weight names classes that are not in y: {sorted(map(str, unknown))}."
-                    )
+                    raise ValueError(f"class_weight names classes that are not in y: {sorted(map(str, unknown))}.")
             class_factor = compute_sample_weight(self.class_weight, y)
         return encoded, {"classes_": encoder.classes_, "_n_outputs": len(encoder.classes_)}, class_factor
 
@@ -154,8 +175,11 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
         from ._finetune import Task
 
         return Task(
-            n_outputs=fitted["_n_outputs"], activation="softmax",
-            loss="sparse_categorical_crossentropy", metrics=("accuracy",), classification=True,
+            n_outputs=fitted["_n_outputs"],
+            activation="softmax",
+            loss="sparse_categorical_crossentropy",
+            metrics=("accuracy",),
+            classification=True,
         )
 
     def predict_proba(self, X):

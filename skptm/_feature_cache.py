@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -35,18 +34,15 @@ import numpy as np
 from PIL import Image
 
 from ._batches import TableSource, default_n_threads
+from ._io import atomic_write_bytes, content_hash
+from .exceptions import FeatureCacheWarning
 
 #: Bump when decoding or feature computation changes in a way that alters
 #: features for the same configuration; old entries are then ignored.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 _DIGEST_SIZE = 16
 _READ_CHUNK = 1 << 20
-
-
-class FeatureCacheWarning(UserWarning):
-    """The feature cache could not be used as asked (an entry was damaged, or
-    the directory is not writable); features were computed instead."""
 
 
 def open_cache(directory, network, source) -> FeatureCache | None:
@@ -54,7 +50,7 @@ def open_cache(directory, network, source) -> FeatureCache | None:
     ``None`` (with a warning) when it cannot be used."""
     try:
         configuration = configuration_key(network, source)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to key the cache: compute without it
         warnings.warn(
             f"The feature cache is not used: this network's configuration cannot be "
             f"serialised to key the cache ({type(exc).__name__}: {exc}).",
@@ -117,8 +113,7 @@ class FeatureCache:
         if problems:
             listing = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
             self._warn(
-                f"{len(problems)} feature cache entries could not be used and are "
-                f"recomputed and rewritten: {listing}"
+                f"{len(problems)} feature cache entries could not be used and are recomputed and rewritten: {listing}"
             )
         return hits
 
@@ -144,24 +139,11 @@ class FeatureCache:
             return
         body = np.ascontiguousarray(vector, dtype="<f4").tobytes()
         data = body + hashlib.blake2b(body, digest_size=_DIGEST_SIZE).digest()
-        path = self._path(key)
-        temporary = None
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".", suffix=".tmp")
-            with os.fdopen(handle, "wb") as entry:
-                entry.write(data)
-            os.replace(temporary, path)
-            temporary = None
+            atomic_write_bytes(self._path(key), data)
         except OSError as exc:
             self.writable = False
             self._warn(f"The feature cache {self.root!r} is not writable ({exc}); features are not cached.")
-        finally:  # also on KeyboardInterrupt: no stray temporary file
-            if temporary is not None:
-                try:
-                    os.unlink(temporary)
-                except OSError:
-                    pass
 
     @staticmethod
     def _warn(message):
@@ -179,30 +161,32 @@ def configuration_key(network, source) -> str:
     import PIL
     import tensorflow as tf
 
-    from ._networks import base_fingerprint
+    from .engines import get_engine
+    from .networks import base_fingerprint
 
     architecture = _configurations.get(network.model)
     if architecture is None:
         architecture = _configurations[network.model] = network.model.to_json()
     reader = getattr(source, "reader", None)
-    reading = "table" if isinstance(source, TableSource) or reader is None else repr(
-        (tuple(reader.size), reader.resize, reader.interpolation)
+    reading = (
+        "table"
+        if isinstance(source, TableSource) or reader is None
+        else repr((tuple(reader.size), reader.resize, reader.interpolation))
     )
-    digest = hashlib.sha256()
-    for part in (
-        str(FORMAT_VERSION),
-        architecture,
-        base_fingerprint(network.base),
-        network.precision,
-        *(() if network.engine == "tensorflow" else (network.engine,)),  # keeps older entries' keys
-        reading,
-        PIL.__version__,
-        keras.__version__,
-        tf.__version__,
-    ):
-        digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()[:32]
+    return content_hash(
+        (
+            str(FORMAT_VERSION),
+            architecture,
+            base_fingerprint(network.base),
+            network.precision,
+            network.engine,
+            str(get_engine(network.engine).version()),
+            reading,
+            PIL.__version__,
+            keras.__version__,
+            tf.__version__,
+        )
+    )
 
 
 def content_key(source, index) -> str | None:
@@ -220,7 +204,13 @@ def content_key(source, index) -> str | None:
             digest.update(b"bytes")
             digest.update(item)
         elif isinstance(item, Image.Image):
-            digest.update(f"pil {item.mode} {item.size} {item.getexif().get(0x0112, 1)}".encode())
+            # Everything decoding reads: mode, size, orientation, the palette
+            # a "P" image's indices point into, and its transparent colour.
+            transparency = item.info.get("transparency")
+            digest.update(f"pil {item.mode} {item.size} {item.getexif().get(0x0112, 1)} {transparency!r}".encode())
+            palette = item.getpalette(rawmode="RGBA") if item.mode in ("P", "PA") else None
+            if palette is not None:
+                digest.update(bytes(palette))
             digest.update(item.tobytes())
         else:
             array = np.ascontiguousarray(np.asarray(item))
@@ -231,4 +221,3 @@ def content_key(source, index) -> str | None:
     except (OSError, ValueError, TypeError):
         return None  # unreadable: computed (and reported) as without a cache
     return digest.hexdigest()
-

@@ -29,6 +29,7 @@ assigned once both phases have finished (see ``BaseFineTuned.fit``).
 from __future__ import annotations
 
 import copy
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -36,7 +37,6 @@ import keras
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ._engines import resolve_inference_engine
 from ._batches import ItemSource, decode_once, default_n_threads
 from ._features import extract_features, make_source
 from ._heads import (
@@ -47,7 +47,10 @@ from ._heads import (
     set_output_affine,
     set_standardization,
 )
-from ._networks import (
+from ._unfreeze import layer_at, select_unfrozen, set_trainable
+from .engines import get_engine, prepare
+from .engines.decision import Choice, choose
+from .networks import (
     FeatureNetwork,
     ImagePreprocessing,
     fingerprint,
@@ -56,10 +59,8 @@ from ._networks import (
     private_copy,
     quiet_retracing_warnings,
     reinitialize_random_weights,
-    with_engine,
 )
-from ._precision import dtype_policy_scope, resolve_precision
-from ._unfreeze import layer_at, select_unfrozen, set_trainable
+from .networks.precision import dtype_policy_scope
 
 LIGHT_AUGMENTATION = "light"
 
@@ -249,14 +250,22 @@ def train(params, X, targets, sample_weight, *, task: Task, validation_split, ca
     n = len(source)
     if n != len(targets):
         raise ValueError(f"X has {n} items but y has {len(targets)}.")
+    # The head phase computes features as the transformer with the same
+    # parameters does (same engine and precision), so their feature cache
+    # entries are shared; phase 2 trains the Keras network itself.
+    probe_network = head_phase_network(params, network, n)
     train_idx, val_idx = validation_split(n, seed)
     unfrozen = select_unfrozen(network.base, params["unfreeze"]) if params["finetune_epochs"] else ()
     # The head and the layers around the backbone compute in float32 whatever
     # policy the user set (the backbone copy keeps the precision it was built in).
     with dtype_policy_scope("float32"):
         head = build_head(
-            network.n_features, params["hidden_units"], params["dropout"], task.n_outputs,
-            task.activation, seed,
+            network.n_features,
+            params["hidden_units"],
+            params["dropout"],
+            task.n_outputs,
+            task.activation,
+            seed,
         )
         reinitialize_random_weights(head, seed)  # seeded per weight, not from global random
         trained = build_model(network, params["pooling"], head, params["augment"], seed, task)
@@ -303,7 +312,11 @@ def train(params, X, targets, sample_weight, *, task: Task, validation_split, ca
 
         # Phase 1: the head on features computed once.
         features = extract_features(
-            network, source, batch_size=batch_size, n_jobs=params["n_jobs"], verbose=params["verbose"],
+            probe_network,
+            source,
+            batch_size=batch_size,
+            n_jobs=params["n_jobs"],
+            verbose=params["verbose"],
             cache=params["cache"],
         )
         set_standardization(head, features[train_idx], sample_weight[train_idx])
@@ -314,8 +327,12 @@ def train(params, X, targets, sample_weight, *, task: Task, validation_split, ca
             fit_phase("head", head, features, params["head_epochs"], params["learning_rate"], keep_best)
         else:
             fit_linear_probe(
-                head, features[train_idx], targets[train_idx], sample_weight[train_idx],
-                classification=task.classification, seed=seed,
+                head,
+                features[train_idx],
+                targets[train_idx],
+                sample_weight[train_idx],
+                classification=task.classification,
+                seed=seed,
             )
             head.compile(loss=task.loss, metrics=list(task.metrics))
             history["head"] = {key: [float(value)] for key, value in evaluate(head, features, train_idx).items()}
@@ -366,16 +383,48 @@ def _as_floats(history):
     return {key: [float(value) for value in values] for key, values in history.items()}
 
 
+def training_precision(params) -> str:
+    """What the Keras network trains in: the precision the TensorFlow engine
+    is decided to run for these parameters."""
+    return choose(
+        "tensorflow", params["precision"], params["backbone"], params["input_size"], weights=params["weights"]
+    ).precision
+
+
 def feature_network(params) -> FeatureNetwork:
-    """The cached feature network (pooled backbone) for an estimator's parameters."""
+    """The cached Keras feature network (pooled backbone) training starts from."""
     return get_feature_network(
         params["backbone"],
         weights=params["weights"],
         input_size=params["input_size"],
         pooling=params["pooling"],
         preprocessing=params["preprocessing"],
-        precision=resolve_precision(params["precision"], params["backbone"]),
+        precision=training_precision(params),
     )
+
+
+def head_phase_network(params, network: FeatureNetwork, n_items: int) -> FeatureNetwork:
+    """The network the head phase computes features with: what a
+    :class:`~skptm.PretrainedFeatureTransformer` with these parameters runs."""
+    if not network.takes_images:
+        return network
+    choice = choose(
+        params["engine"],
+        params["precision"],
+        params["backbone"],
+        params["input_size"],
+        weights=params["weights"],
+        n_items=n_items,
+    )
+    built = get_feature_network(
+        params["backbone"],
+        weights=params["weights"],
+        input_size=params["input_size"],
+        pooling=params["pooling"],
+        preprocessing=params["preprocessing"],
+        precision=get_engine(choice.engine).network_precision(choice.precision),
+    )
+    return prepare(built, choice.engine, choice.precision)
 
 
 def derive_seed(random_state) -> int:
@@ -386,34 +435,49 @@ def derive_seed(random_state) -> int:
 # -- using a trained model -------------------------------------------------------------------
 
 
-def _runner(model, network: FeatureNetwork, feature_names) -> FeatureNetwork:
-    return FeatureNetwork(
-        model, network.base, network.takes_images, network.input_size, network.n_input_features,
-        tuple(feature_names), network.preprocessing, network.precision,
+def inference_choice(params, network: FeatureNetwork, n_items: int) -> Choice:
+    """The engine and precision a model fitted on ``n_items`` items predicts with,
+    fixed at the end of ``fit`` (see :func:`skptm.engines.decision.choose_for_fitted`)."""
+    from .engines.decision import choose_for_fitted
+
+    if not network.takes_images:
+        return Choice("tensorflow", network.precision, "tabular backbone")
+    return choose_for_fitted(
+        params["engine"],
+        params["precision"],
+        params["backbone"],
+        params["input_size"],
+        trained_precision=network.precision,
+        n_items=n_items,
     )
 
 
-def predict_outputs(trained: TrainedModel, network: FeatureNetwork, X, params, on_error="raise"):
+def _runner(model, network: FeatureNetwork, feature_names) -> FeatureNetwork:
+    return dataclasses.replace(network, model=model, feature_names=tuple(feature_names))
+
+
+def predict_outputs(trained: TrainedModel, network: FeatureNetwork, X, params, choice: Choice, on_error="raise"):
     """What the loss sees for ``X`` (probabilities, or standardised targets), by
     the transformer's extraction loop; the regressor maps them back in float64."""
     names = [f"out_{i}" for i in range(trained.trainee.outputs[0].shape[-1])]
-    return _run(_runner(trained.trainee, network, names), X, params, on_error).astype(np.float64)
+    return _run(_runner(trained.trainee, network, names), X, params, choice, on_error).astype(np.float64)
 
 
-def transform_features(trained: TrainedModel, network: FeatureNetwork, X, params, on_error="raise"):
+def transform_features(trained: TrainedModel, network: FeatureNetwork, X, params, choice: Choice, on_error="raise"):
     """The pooled features of the fine-tuned backbone: what the head sees."""
-    return _run(_runner(trained.features, network, network.feature_names), X, params, on_error)
+    return _run(_runner(trained.features, network, network.feature_names), X, params, choice, on_error)
 
 
-def _run(runner, X, params, on_error):
+def _run(runner, X, params, choice, on_error):
     source = make_source(runner, X, resize=params["resize"], interpolation=params["interpolation"])
     if runner.takes_images:
-        engine, precision = resolve_inference_engine(
-            params["engine"], params["precision"], params["backbone"], runner, len(source)
-        )
-        runner = with_engine(runner, engine, precision)
+        runner = prepare(runner, choice.engine, choice.precision)
     return extract_features(
-        runner, source, batch_size=params["batch_size"], n_jobs=params["n_jobs"], on_error=on_error,
+        runner,
+        source,
+        batch_size=params["batch_size"],
+        n_jobs=params["n_jobs"],
+        on_error=on_error,
         verbose=params["verbose"],
     )
 
@@ -445,8 +509,12 @@ def import_state(state: dict, params, task: Task) -> tuple[TrainedModel, Feature
     seed = 0
     with dtype_policy_scope("float32"):
         head = build_head(
-            network.n_features, params["hidden_units"], params["dropout"], task.n_outputs,
-            task.activation, seed,
+            network.n_features,
+            params["hidden_units"],
+            params["dropout"],
+            task.n_outputs,
+            task.activation,
+            seed,
         )
         trained = build_model(network, params["pooling"], head, params["augment"], seed, task)
     head.set_weights(state["head"])

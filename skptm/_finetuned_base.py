@@ -15,10 +15,11 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._compat import fill_missing_parameters
+from ._backbones import PREPROCESSING_FAMILIES
 from ._doc_links import DocLinkMixin
 from ._images import INTERPOLATIONS, RESIZE_POLICIES
 from ._validation import N_JOBS, check_parameter_values
+from .engines import ENGINE_CHOICES, PRECISION_CHOICES
 
 #: Shared by the two estimators' docstrings.
 PARAMETERS_DOC = """
@@ -167,6 +168,54 @@ PARAMETERS_DOC = """
 """
 
 
+def holdout_split(n, fraction, seed, *, stratify=None):
+    """Indices of the samples to train on and of those held out.
+
+    The split the fine-tuning estimators make for ``validation_fraction``,
+    also used by ``skptm train`` for its test split.
+
+    Parameters
+    ----------
+    n : int
+        Number of samples.
+    fraction : float or None
+        Share held out; ``None`` holds out nothing.
+    seed : int, RandomState instance or None
+        Seeds the split.
+    stratify : array-like of shape (n,) or None, default=None
+        Class of each sample, to hold out the same share of every class.
+
+    Returns
+    -------
+    train : ndarray of int
+    held_out : ndarray of int, or None when ``fraction`` is None
+
+    Raises
+    ------
+    ValueError
+        If the split is impossible (e.g. a class too small to be stratified);
+        scikit-learn's own error is its ``__cause__``.
+
+    Examples
+    --------
+    >>> train, held_out = holdout_split(10, 0.2, 0, stratify=[0, 1] * 5)
+    >>> len(train), len(held_out)
+    (8, 2)
+    """
+    if fraction is None:
+        return np.arange(n), None
+    from sklearn.model_selection import train_test_split
+
+    try:
+        return tuple(train_test_split(np.arange(n), test_size=fraction, stratify=stratify, random_state=seed))
+    except ValueError as exc:
+        raise ValueError(
+            f"Cannot hold out validation_fraction={fraction} of {n} "
+            f"samples{' stratified by class' if stratify is not None else ''}: {exc} "
+            "Use a larger fraction, more data, or validation_fraction=None."
+        ) from exc
+
+
 class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
     """Shared machinery of FineTunedClassifier and FineTunedRegressor.
 
@@ -182,7 +231,7 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         "input_size": [Interval(Integral, 1, None, closed="left"), tuple, list, None],
         "resize": [StrOptions(set(RESIZE_POLICIES))],
         "interpolation": [StrOptions(set(INTERPOLATIONS))],
-        "preprocessing": [StrOptions({"caffe", "tf", "torch", "none"}), None],
+        "preprocessing": [StrOptions(set(PREPROCESSING_FAMILIES)), None],
         "pooling": [StrOptions({"avg", "max"})],
         "hidden_units": [tuple, list],
         "dropout": [Interval(Real, 0, 1, closed="left")],
@@ -196,8 +245,8 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         "early_stopping": ["boolean"],
         "patience": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "precision": [StrOptions({"float32", "bfloat16", "float16", "auto"})],
-        "engine": [StrOptions({"auto", "tensorflow", "openvino"})],
+        "precision": [StrOptions(set(PRECISION_CHOICES))],
+        "engine": [StrOptions(set(ENGINE_CHOICES))],
         "cache": [str, os.PathLike, None],
         "callbacks": [list, None],
         "n_jobs": N_JOBS,
@@ -295,7 +344,7 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         self
         """
         from ._features import make_source
-        from ._finetune import feature_network, train
+        from ._finetune import feature_network, inference_choice, train
 
         previous = dict(self.__dict__)
         try:
@@ -311,6 +360,8 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
                 weights = weights * class_factor.astype(np.float32)
             if not weights.any():
                 raise ValueError("The sample weights are zero for every sample: there is nothing to learn from.")
+            # Decided before training, so that an impossible choice fails first.
+            choice = inference_choice(self.get_params(), network, n)
             trained, history, n_epochs, network = train(
                 self.get_params(),
                 X,
@@ -330,26 +381,11 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         self.unfrozen_layers_ = list(trained.unfrozen)
         self.history_ = history
         self.n_epochs_ = n_epochs
+        self.engine_, self.precision_ = choice.engine, choice.precision
         return self
 
     def _split(self, n, targets, seed):
-        if self.validation_fraction is None:
-            return np.arange(n), None
-        from sklearn.model_selection import train_test_split
-
-        stratify = targets if self._stratify_split else None
-        try:
-            return tuple(
-                train_test_split(
-                    np.arange(n), test_size=self.validation_fraction, stratify=stratify, random_state=seed
-                )
-            )
-        except ValueError as exc:
-            raise ValueError(
-                f"Cannot hold out validation_fraction={self.validation_fraction} of {n} "
-                f"samples{' stratified by class' if stratify is not None else ''}: {exc} "
-                "Use a larger fraction, more data, or validation_fraction=None."
-            ) from exc
+        return holdout_split(n, self.validation_fraction, seed, stratify=targets if self._stratify_split else None)
 
     # -- predicting ------------------------------------------------------------------
 
@@ -364,7 +400,25 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         from ._finetune import predict_outputs
 
         X = self._check_input(X)
-        return predict_outputs(self._trained, self._network, X, self.get_params(), on_error=self.on_error)
+        return predict_outputs(
+            self._trained, self._network, X, self.get_params(), self._inference_choice(), on_error=self.on_error
+        )
+
+    def _inference_choice(self):
+        """``engine="auto"``: the choice fixed by ``fit`` (``engine_``, ``precision_``);
+        an engine named after fitting (``set_params(engine="openvino")``): that one."""
+        from .engines.decision import choose_for_fitted, fitted_choice
+
+        if self.engine == "auto":
+            return fitted_choice(self.engine_, self.precision_)
+        return choose_for_fitted(
+            self.engine,
+            self.precision,
+            self.backbone,
+            self.input_size,
+            trained_precision=self._network.precision,
+            n_items=0,
+        )
 
     def transform(self, X):
         """The pooled features of the fine-tuned backbone: what the head sees.
@@ -385,7 +439,9 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         from ._finetune import transform_features
 
         X = self._check_input(X)
-        return transform_features(self._trained, self._network, X, self.get_params(), on_error=self.on_error)
+        return transform_features(
+            self._trained, self._network, X, self.get_params(), self._inference_choice(), on_error=self.on_error
+        )
 
     def get_feature_names_out(self, input_features=None):
         """Names of the features :meth:`transform` returns, as the transformer's.
@@ -416,7 +472,6 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
     def __setstate__(self, state):
         trained_state = state.pop("_trained_state", None)
         super().__setstate__(state)
-        fill_missing_parameters(self)
         if trained_state is not None:
             from ._finetune import import_state
 
@@ -433,6 +488,6 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         return tags
 
     def _takes_table(self):
-        from ._networks import backbone_takes_table
+        from .networks import backbone_takes_table
 
         return backbone_takes_table(self.backbone, weights=self.weights, input_size=self.input_size)

@@ -177,8 +177,7 @@ class ImageReader:
         if rgb.shape[:2] == tuple(self.size):
             return rgb.astype(np.float32, copy=False)
         channels = [
-            np.asarray(self._resize_pil(Image.fromarray(np.ascontiguousarray(rgb[..., c]), "F")))
-            for c in range(3)
+            np.asarray(self._resize_pil(Image.fromarray(np.ascontiguousarray(rgb[..., c]), "F"))) for c in range(3)
         ]
         return np.stack(channels, axis=-1)
 
@@ -229,8 +228,7 @@ def array_to_rgb(array: np.ndarray) -> np.ndarray:
         array = array[..., None]
     if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
         raise ValueError(
-            f"an image array must have shape (H, W), (H, W, 1), (H, W, 3) or "
-            f"(H, W, 4); got shape {array.shape}"
+            f"an image array must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got shape {array.shape}"
         )
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"the image array is empty (shape {array.shape})")

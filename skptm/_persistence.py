@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import io
 import os
-import uuid
 
 from ._classifier import FineTunedClassifier
+from ._io import atomic_path
 from ._regressor import FineTunedRegressor
 from ._transformer import PretrainedFeatureTransformer
 
@@ -43,8 +43,13 @@ def trusted_types() -> list[str]:
     """
     import pathlib
 
-    types = [FineTunedClassifier, FineTunedRegressor, PretrainedFeatureTransformer,
-             pathlib.PosixPath, pathlib.WindowsPath]
+    types = [
+        FineTunedClassifier,
+        FineTunedRegressor,
+        PretrainedFeatureTransformer,
+        pathlib.PosixPath,
+        pathlib.WindowsPath,
+    ]
     return sorted({_type_name(cls) for cls in types})
 
 
@@ -120,38 +125,19 @@ def save(estimator, path) -> None:
     """
     sio = _skops_io()
     path = os.fspath(path)
-    directory, name = os.path.split(os.path.abspath(path))
-    # Created by this call alone (O_EXCL), with the permissions the user's
-    # umask gives an ordinary new file.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        temporary = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
+    with atomic_path(path) as temporary, open(temporary, "wb") as file:
         try:
-            fd = os.open(temporary, flags, 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, "wb") as file:
-            try:
-                sio.dump(estimator, file)
-            except TypeError as exc:
-                raise TypeError(
-                    f"Cannot save {type(estimator).__name__} with skops: {exc}. skops stores "
-                    "only data it can rebuild without pickle; parameters holding Keras objects "
-                    "(a keras.Model as backbone, a Keras layer as augment) cannot be stored. "
-                    "Use a backbone name with a weights file, or pickle/joblib for files that "
-                    "only you will load."
-                ) from exc
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
+            sio.dump(estimator, file)
+        except TypeError as exc:
+            raise TypeError(
+                f"Cannot save {type(estimator).__name__} with skops: {exc}. skops stores "
+                "only data it can rebuild without pickle; parameters holding Keras objects "
+                "(a keras.Model as backbone, a Keras layer as augment) cannot be stored. "
+                "Use a backbone name with a weights file, or pickle/joblib for files that "
+                "only you will load."
+            ) from exc
+        file.flush()
+        os.fsync(file.fileno())
 
 
 def load(path, trusted=None):

@@ -37,6 +37,13 @@ class FineTunedRegressor(RegressorMixin, BaseFineTuned):
         ``"finetune"``: mean squared error on the standardised targets.
     n_epochs_ : dict
         Epochs each phase ran.
+    engine_ : str
+        The engine ``predict``, ``predict_proba`` and ``transform`` run on
+        with ``engine="auto"``, fixed by ``fit`` so that predictions never
+        depend on earlier calls (see the engine decision in the performance
+        guide).
+    precision_ : str
+        What those predictions compute in.
 
     Examples
     --------
@@ -60,19 +67,27 @@ class FineTunedRegressor(RegressorMixin, BaseFineTuned):
         targets = y.reshape(n, -1)
         scaler = StandardScaler().fit(targets)  # a constant target gets scale 1
         standardized = scaler.transform(targets).astype(np.float32)
-        return standardized, {
-            "n_outputs_": targets.shape[1],
-            "_n_outputs": targets.shape[1],
-            "_y_ndim": y.ndim,
-            "_target_affine": (scaler.scale_, scaler.mean_),
-        }, None
+        return (
+            standardized,
+            {
+                "n_outputs_": targets.shape[1],
+                "_n_outputs": targets.shape[1],
+                "_y_ndim": y.ndim,
+                "_target_affine": (scaler.scale_, scaler.mean_),
+            },
+            None,
+        )
 
     def _task(self, fitted):
         from ._finetune import Task
 
         return Task(
-            n_outputs=fitted["_n_outputs"], activation=None, loss="mean_squared_error", metrics=(),
-            classification=False, output_affine=fitted["_target_affine"],
+            n_outputs=fitted["_n_outputs"],
+            activation=None,
+            loss="mean_squared_error",
+            metrics=(),
+            classification=False,
+            output_affine=fitted["_target_affine"],
         )
 
     def __sklearn_tags__(self):

@@ -10,10 +10,11 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
-from ._compat import fill_missing_parameters
+from ._backbones import PREPROCESSING_FAMILIES
 from ._doc_links import DocLinkMixin
 from ._images import INTERPOLATIONS, RESIZE_POLICIES
 from ._validation import N_JOBS, check_parameter_values
+from .engines import ENGINE_CHOICES, PRECISION_CHOICES
 
 
 class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator):
@@ -183,10 +184,10 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
         "input_size": [Interval(Integral, 1, None, closed="left"), tuple, list, None],
         "resize": [StrOptions(set(RESIZE_POLICIES))],
         "interpolation": [StrOptions(set(INTERPOLATIONS))],
-        "preprocessing": [StrOptions({"caffe", "tf", "torch", "none"}), None],
+        "preprocessing": [StrOptions(set(PREPROCESSING_FAMILIES)), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "precision": [StrOptions({"float32", "bfloat16", "float16", "auto"})],
-        "engine": [StrOptions({"auto", "tensorflow", "openvino"})],
+        "precision": [StrOptions(set(PRECISION_CHOICES))],
+        "engine": [StrOptions(set(ENGINE_CHOICES))],
         "cache": [str, os.PathLike, None],
         "n_jobs": N_JOBS,
         "on_error": [StrOptions({"raise", "nan"})],
@@ -244,7 +245,7 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
         -------
         self : PretrainedFeatureTransformer
         """
-        network = self._network()
+        network = self._network(_length(X))
         if not network.takes_images:
             validate_data(self, X, dtype=np.float32, reset=True)
         return self
@@ -269,7 +270,7 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
         from ._features import extract_features, make_source
 
         self._validate_params()
-        network = self._network()
+        network = self._network(_length(X))
         if not network.takes_images:
             X = self._check_table(X, network)
         source = make_source(network, X, resize=self.resize, interpolation=self.interpolation)
@@ -312,10 +313,6 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
         super()._validate_params()
         check_parameter_values(self)  # what the constraints cannot express
 
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        fill_missing_parameters(self)  # saved by an skptm without a newer parameter
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.requires_fit = False
@@ -327,11 +324,13 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
 
     # -- helpers ------------------------------------------------------------
 
-    def _network(self):
-        from ._engines import resolve_engine
-        from ._networks import get_feature_network, with_engine
+    def _network(self, n_items=None):
+        """The network ``transform`` runs: the engine and precision decided once
+        per process for these parameters (or recorded by ``fit``)."""
+        from .engines import get_engine, prepare
+        from .networks import get_feature_network
 
-        engine, precision = resolve_engine(self.engine, self.precision, self.backbone)
+        choice = self._choice(n_items)
         layers = (self.layer,) if isinstance(self.layer, str) else self.layer
         network = get_feature_network(
             self.backbone,
@@ -340,14 +339,21 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
             pooling=self.pooling,
             layers=tuple(layers) if layers is not None else None,
             preprocessing=self.preprocessing,
-            precision=precision if engine == "tensorflow" else "float32",
+            precision=get_engine(choice.engine).network_precision(choice.precision),
         )
         if not network.takes_images:
             return network  # a tabular custom backbone: TensorFlow
-        return with_engine(network, engine, precision)
+        return prepare(network, choice.engine, choice.precision)
+
+    def _choice(self, n_items=None):
+        from .engines.decision import choose
+
+        return choose(
+            self.engine, self.precision, self.backbone, self.input_size, weights=self.weights, n_items=n_items
+        )
 
     def _takes_table(self):
-        from ._networks import backbone_takes_table
+        from .networks import backbone_takes_table
 
         return backbone_takes_table(self.backbone, weights=self.weights, input_size=self.input_size)
 
@@ -359,7 +365,13 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
         X = check_array(X, dtype=np.float32)
         expected = network.n_input_features
         if expected is not None and X.shape[1] != expected:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but the backbone takes {expected} columns."
-            )
+            raise ValueError(f"X has {X.shape[1]} features, but the backbone takes {expected} columns.")
         return X
+
+
+def _length(X):
+    """The number of items in ``X``, where it has one (a job's size, for the engine decision)."""
+    try:
+        return len(X)
+    except TypeError:
+        return None

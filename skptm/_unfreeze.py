@@ -59,7 +59,9 @@ def select_unfrozen(base, unfreeze) -> tuple:
 
 def _position(leaves, name, base) -> int:
     for i, (path, layer) in enumerate(leaves):
-        if name in (path, layer.name) or path.startswith(name + "/"):
+        # A leaf by path or name; a nested model, at any depth, by its path or
+        # name: its first leaf is the first whose path passes through it.
+        if name in (path, layer.name) or path.startswith(name + "/") or f"/{name}/" in f"/{path}":
             return i
     names = [path for path, _ in leaves] + [layer.name for _, layer in leaves]
     close = difflib.get_close_matches(name, names, n=5, cutoff=0.4)

@@ -70,9 +70,7 @@ def _callbacks(value) -> bool:
 
 def _class_weights(value) -> bool:
     if isinstance(value, dict):
-        return all(
-            isinstance(weight, Real) and math.isfinite(weight) and weight >= 0 for weight in value.values()
-        )
+        return all(isinstance(weight, Real) and math.isfinite(weight) and weight >= 0 for weight in value.values())
     return True
 
 
@@ -96,8 +94,7 @@ def check_parameter_values(estimator) -> None:
     for name, (is_valid, valid) in _VALUE_CHECKS.items():
         if name in params and not is_valid(params[name]):
             raise InvalidParameterError(
-                f"The {name!r} parameter of {type(estimator).__name__} must be {valid}. "
-                f"Got {params[name]!r} instead."
+                f"The {name!r} parameter of {type(estimator).__name__} must be {valid}. Got {params[name]!r} instead."
             )
     backbone = params.get("backbone")
     if isinstance(backbone, str):

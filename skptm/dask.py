@@ -42,8 +42,7 @@ try:
     import dask.dataframe as dd
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "skptm.dask needs Dask with its array, bag and dataframe parts: "
-        'pip install "skptm[dask]"'
+        'skptm.dask needs Dask with its array, bag and dataframe parts: pip install "skptm[dask]"'
     ) from exc
 
 import numpy as np
@@ -139,8 +138,7 @@ def transform(estimator, X):
     """
     if not callable(getattr(estimator, "transform", None)):
         raise TypeError(
-            f"skptm.dask.transform needs an estimator with a transform method; got "
-            f"{type(estimator).__name__}."
+            f"skptm.dask.transform needs an estimator with a transform method; got {type(estimator).__name__}."
         )
     if isinstance(X, da.Array):
         return _transform_array(estimator, X)
@@ -207,7 +205,7 @@ def _shipped(estimator):
 
 def _transform_array(estimator, X):
     if X.ndim > 1:
-        X = X.rechunk({axis: -1 for axis in range(1, X.ndim)})
+        X = X.rechunk(dict.fromkeys(range(1, X.ndim), -1))
     n_features = len(estimator.get_feature_names_out())
     return X.map_blocks(
         _transform_block,

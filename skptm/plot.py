@@ -133,9 +133,26 @@ def _two_dimensional(features, method, random_state):
     if method == "tsne":
         from sklearn.manifold import TSNE
 
-        perplexity = max(1.0, min(30.0, (len(features) - 1) / 3))
+        perplexity = tsne_perplexity(len(features))
         return TSNE(n_components=2, perplexity=perplexity, random_state=random_state).fit_transform(features)
     raise ValueError(f"method must be 'pca' or 'tsne'. Received: method={method!r}")
+
+
+def tsne_perplexity(n_images):
+    """The t-SNE perplexity for a map of ``n_images`` points.
+
+    Perplexity is about the number of neighbours each point keeps close: a
+    third of the other points, at most 30 (scikit-learn's default), at least
+    1, and so always below ``n_images`` as ``TSNE`` requires.
+
+    Examples
+    --------
+    >>> tsne_perplexity(16)
+    5.0
+    >>> tsne_perplexity(1000)
+    30.0
+    """
+    return max(1.0, min(30.0, (n_images - 1) / 3))
 
 
 def history(estimator):

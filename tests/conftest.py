@@ -4,6 +4,13 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # test logs only; skptm sets nothing
 
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ and "OMP_NUM_THREADS" not in os.environ:
+    # Each pytest-xdist worker is one of several processes sharing the cores,
+    # as a joblib worker is: it gets its share (skptm sizes TensorFlow,
+    # OpenVINO and decoding threads to it), so that two workers on two cores
+    # run two busy threads, not four.
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,9 +21,27 @@ LIGHT_2 = "mobilenet_v3_small"
 SIZE = 48
 
 
+def assert_same_up_to_batching(actual, expected, *, probabilities=False):
+    """``actual`` equals ``expected`` as far as skptm promises for rows computed
+    in other batches (:data:`skptm._features.BATCHING_RTOL`): relative to each
+    row's largest absolute value, or absolutely for probabilities in [0, 1]."""
+    from skptm._features import BATCHING_RTOL
+
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape
+    scale = 1.0 if probabilities else np.abs(expected).max(axis=-1, keepdims=True)
+    difference = np.abs(actual - expected).max()
+    worst = (np.abs(actual - expected) / np.where(scale == 0, 1.0, scale)).max()
+    assert worst <= BATCHING_RTOL, f"rows differ by {worst:.2e} of their scale ({difference:.2e} absolute)"
+
+
 def pytest_configure(config):
     """Converted OpenVINO models go to one folder per test session (shared by
     the xdist workers, which inherit the environment), never to ~/.cache."""
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        from skptm._threads import configure_tensorflow
+
+        configure_tensorflow()  # before any test starts TensorFlow's runtime
     if "SKPTM_CACHE_DIR" not in os.environ:
         import tempfile
 
@@ -79,9 +104,24 @@ def image_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def good_paths(image_dir):
-    names = ["rgb.jpg", "rgb.png", "gray.png", "palette.gif", "cmyk.jpg", "rgba.png",
-             "la.png", "gray16.png", "exif_rotated.jpg", "animated.gif", "large.jpg",
-             "rgb.bmp", "rgb.webp", "rgb.tiff", "bilevel.png", "gray.jpg"]
+    names = [
+        "rgb.jpg",
+        "rgb.png",
+        "gray.png",
+        "palette.gif",
+        "cmyk.jpg",
+        "rgba.png",
+        "la.png",
+        "gray16.png",
+        "exif_rotated.jpg",
+        "animated.gif",
+        "large.jpg",
+        "rgb.bmp",
+        "rgb.webp",
+        "rgb.tiff",
+        "bilevel.png",
+        "gray.jpg",
+    ]
     return [image_dir / name for name in names]
 
 

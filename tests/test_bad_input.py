@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skptm import FineTunedClassifier, FineTunedRegressor, ImageReadError, ImageReadWarning, PretrainedFeatureTransformer
+from skptm import (
+    FineTunedClassifier,
+    FineTunedRegressor,
+    ImageReadError,
+    ImageReadWarning,
+    PretrainedFeatureTransformer,
+)
 
 from .conftest import LIGHT, SIZE, pattern
 
@@ -25,7 +31,9 @@ def png_declaring(width, height):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grayscale
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +89,24 @@ def corpus(tmp_path_factory):
     return files
 
 
-GOOD = ["rgb.jpg", "rgb.png", "cmyk.jpg", "gray16.png", "float32.tiff", "palette_transparent.png", "rgba.png",
-        "la.png", "one_bit.png", "animated.gif", "multipage.tiff", "one_pixel.png", "one_by_4000.png", "rgb.webp",
-        "rgb.bmp", "name with spaces ünïcødé 写真.jpg"] + [f"exif_{k}.jpg" for k in range(1, 9)]
+GOOD = [
+    "rgb.jpg",
+    "rgb.png",
+    "cmyk.jpg",
+    "gray16.png",
+    "float32.tiff",
+    "palette_transparent.png",
+    "rgba.png",
+    "la.png",
+    "one_bit.png",
+    "animated.gif",
+    "multipage.tiff",
+    "one_pixel.png",
+    "one_by_4000.png",
+    "rgb.webp",
+    "rgb.bmp",
+    "name with spaces ünïcødé 写真.jpg",
+] + [f"exif_{k}.jpg" for k in range(1, 9)]
 
 #: Bad files and the cause their error must name.
 BAD = {
@@ -137,8 +160,12 @@ def test_on_error_nan_gives_nan_rows_and_one_warning_listing_all(extractor, corp
 @pytest.mark.parametrize("orientation", range(2, 9))
 def test_exif_orientations_equal_the_image_transposed_by_hand(extractor, corpus, orientation):
     turn = {
-        2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-        5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_270,
+        7: Image.Transpose.TRANSVERSE,
         8: Image.Transpose.ROTATE_90,
     }[orientation]
     with Image.open(corpus[f"exif_{orientation}.jpg"]) as stored:  # pixels as stored, turned by hand
@@ -175,8 +202,13 @@ def test_bad_array_values_name_the_index(extractor, X, message):
 
 @pytest.mark.parametrize(
     "X",
-    [np.zeros((2, SIZE, SIZE, 2), np.uint8), np.zeros((2, SIZE, SIZE, 5), np.uint8), np.zeros((2, 3, SIZE, SIZE, 3)),
-     np.zeros((SIZE,)), np.zeros(())],
+    [
+        np.zeros((2, SIZE, SIZE, 2), np.uint8),
+        np.zeros((2, SIZE, SIZE, 5), np.uint8),
+        np.zeros((2, 3, SIZE, SIZE, 3)),
+        np.zeros((SIZE,)),
+        np.zeros(()),
+    ],
     ids=["2 channels", "5 channels", "rank 5", "rank 1 numbers", "rank 0"],
 )
 def test_arrays_of_the_wrong_shape_are_a_value_error(extractor, X):
@@ -198,7 +230,9 @@ def test_bad_items_in_a_list_are_named(extractor, corpus, item, message):
 def test_a_1d_array_of_bytes_strings_is_encoded_images(extractor, corpus):
     data = np.array([corpus["rgb.jpg"].read_bytes(), corpus["rgb.png"].read_bytes()])
     assert data.dtype.kind == "S"
-    np.testing.assert_array_equal(extractor.transform(data), extractor.transform([corpus["rgb.jpg"], corpus["rgb.png"]]))
+    np.testing.assert_array_equal(
+        extractor.transform(data), extractor.transform([corpus["rgb.jpg"], corpus["rgb.png"]])
+    )
 
 
 @pytest.mark.parametrize("empty", [[], np.empty((0, SIZE, SIZE, 3), np.uint8)], ids=["list", "array"])

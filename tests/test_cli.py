@@ -2,7 +2,7 @@
 subprocesses that check TensorFlow's start-up chatter stays off stderr and
 what commands do offline."""
 
-import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skptm import PretrainedFeatureTransformer, _precision
-from skptm.cli import main, paths_sidecar
+from skptm import PretrainedFeatureTransformer
+from skptm._writers import paths_sidecar
+from skptm.cli import main
 
 from .conftest import LIGHT, pattern
 from .test_offline import NO_NETWORK
@@ -21,8 +22,13 @@ from .test_offline import NO_NETWORK
 OPTIONS = ["--weights", "none", "--input-size", "32", "--backbone", LIGHT, "-q"]
 
 #: Lines TensorFlow writes to stderr as it starts, which the CLI must hide.
-CHATTER = ("oneDNN custom operations", "cuda", "absl::InitializeLog", "cpu_feature_guard",
-           "To enable the following instructions")
+CHATTER = (
+    "oneDNN custom operations",
+    "cuda",
+    "absl::InitializeLog",
+    "cpu_feature_guard",
+    "To enable the following instructions",
+)
 
 
 @pytest.fixture(scope="module")
@@ -129,14 +135,13 @@ def test_backbones_and_help(capsys):
     code, out, _ = run_cli(capsys, "backbones", "--engines")
     rows = {line.split()[0]: line for line in out.splitlines()[2:]}
     assert code == 0 and len(rows) == 40
-    assert "tensorflow float32 (1.0x)" in rows["efficientnet_b0"]  # measured slower on OpenVINO
-    if importlib.util.find_spec("openvino") is not None:  # the test extra installs it
-        assert "openvino bfloat16" in rows["convnext_tiny"] or not _precision.cpu_has_bfloat16()
-        assert "openvino float32" in rows["convnext_tiny"]
-    for command in ([], ["embed"], ["backbones"], ["fetch-weights"], ["cluster"], ["train"], ["predict"]):
+    # Nothing measured on this machine (the suite's cache folder is new): TensorFlow float32.
+    assert "tensorflow float32" in rows["convnext_tiny"] and "not measured" in rows["convnext_tiny"]
+    commands = ["embed", "backbones", "fetch-weights", "cluster", "train", "predict", "calibrate", "cache"]
+    for command in ([], *([name] for name in commands)):
         code, out, _ = run_cli(capsys, *command, "--help")
         assert code == 0 and "usage: skptm" in out
-        if command[:1] in (["cluster"], ["train"], ["predict"]):
+        if command[:1] in (["cluster"], ["train"], ["predict"], ["calibrate"]):
             assert f"\n  skptm {command[0]} " in out  # an example in the epilog
     assert run_cli(capsys)[0] == 2
     assert run_cli(capsys, "fetch-weights")[0] == 2  # neither names nor --all
@@ -155,23 +160,29 @@ def assert_no_chatter(stderr):
 
 
 def test_offline_fetch_and_embed(folder, tmp_path):
-    """Both need ImageNet weights: a clear paragraph, exit code 1, no traceback."""
+    """All three need ImageNet weights: a clear paragraph, exit code 1, no traceback."""
     env = quiet_env(**NO_NETWORK, KERAS_HOME=str(tmp_path / "keras_home"))
     script = """if True:
         import sys
         from skptm.cli import main
         print("CODES", main(["fetch-weights", "resnet50", "-q"]),
-              main(["embed", sys.argv[1], "-o", sys.argv[2], "-b", "mobilenet_v2", "-s", "96", "-q"]))
+              main(["embed", sys.argv[1], "-o", sys.argv[2], "-b", "mobilenet_v2", "-s", "96", "-q"]),
+              main(["calibrate", "mobilenet_v2", "-s", "96", "-q"]))
     """
     out = subprocess.run(
         [sys.executable, "-c", script, str(folder), str(tmp_path / "f.npy")],
-        check=False, capture_output=True, text=True, env=env, timeout=180,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
     )
-    assert "CODES 1 1" in out.stdout, out.stdout + out.stderr
-    fetch, embed = out.stderr.strip().split("\n")[-2:]  # one line (paragraph) each
+    assert "CODES 1 1 1" in out.stdout, out.stdout + out.stderr
+    fetch, embed, calibrate = out.stderr.strip().split("\n")[-3:]  # one line (paragraph) each
     assert fetch.startswith("skptm fetch-weights: error: Could not get the ImageNet weights of 'resnet50'")
     assert embed.startswith("skptm embed: error: Could not get the ImageNet weights of 'mobilenet_v2'")
-    for message in (fetch, embed):
+    assert calibrate.startswith("skptm calibrate: error: Could not get the ImageNet weights of 'mobilenet_v2'")
+    for message in (fetch, embed, calibrate):
         assert "offline" in message and "skptm fetch-weights NAME" in message
         assert "--weights PATH" in message
     assert "Traceback" not in out.stderr
@@ -181,17 +192,38 @@ def test_offline_fetch_and_embed(folder, tmp_path):
 
 def test_no_tensorflow_chatter(folder, tmp_path):
     """Two real processes without TF_CPP_MIN_LOG_LEVEL: stderr shows no start-up noise."""
-    out = subprocess.run([sys.executable, "-m", "skptm", "backbones"],
-                         check=False, capture_output=True, text=True, env=quiet_env(), timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "skptm", "backbones"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+        timeout=120,
+    )
     assert out.returncode == 0 and out.stdout.count("\n") == 42 and out.stderr == ""
 
     script = Path(sys.executable).with_name("skptm")
     # The console script where skptm is installed, else the module.
     command = [str(script)] if script.exists() else [sys.executable, "-m", "skptm"]
     out = subprocess.run(
-        [*command, "embed", str(folder), "-o", str(tmp_path / "f.npy"),
-         "--weights", "none", "--input-size", "32", "--backbone", LIGHT],
-        check=False, capture_output=True, text=True, env=quiet_env(), timeout=180,
+        [
+            *command,
+            "embed",
+            str(folder),
+            "-o",
+            str(tmp_path / "f.npy"),
+            "--weights",
+            "none",
+            "--input-size",
+            "32",
+            "--backbone",
+            LIGHT,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+        timeout=180,
     )
     assert out.returncode == 0, out.stderr
     assert np.load(tmp_path / "f.npy").shape == (3, 1280)
@@ -244,8 +276,7 @@ def test_cluster_writes_its_outputs(colour_images, tmp_path, capsys, monkeypatch
 
     monkeypatch.setattr(skptm.plot, "montage", recording_montage)
     out = tmp_path / "clusters"
-    code, stdout, err = run_cli(capsys, "cluster", colour_images, "-k", 3, "-o", out, *OPTIONS,
-                                "--max-per-sheet", 2)
+    code, stdout, err = run_cli(capsys, "cluster", colour_images, "-k", 3, "-o", out, *OPTIONS, "--max-per-sheet", 2)
     assert code == 0, err
     paths = [str(p) for p in sorted(colour_images.rglob("*.png"))]
     rows = read_csv(out / "clusters.csv")
@@ -257,7 +288,12 @@ def test_cluster_writes_its_outputs(colour_images, tmp_path, capsys, monkeypatch
     assert sizes == sorted(sizes, reverse=True)  # cluster 0 the largest
 
     assert sorted(p.name for p in out.iterdir()) == [
-        "cluster_00.png", "cluster_01.png", "cluster_02.png", "clusters.csv", "overview.png"]
+        "cluster_00.png",
+        "cluster_01.png",
+        "cluster_02.png",
+        "clusters.csv",
+        "overview.png",
+    ]
     for name in ("cluster_00.png", "cluster_01.png", "cluster_02.png", "overview.png"):
         assert_picture(out / name)
     assert len(sheets) == 3
@@ -278,7 +314,7 @@ def test_cluster_user_errors(colour_images, folder, tmp_path, capsys, monkeypatc
     code, _, err = run_cli(capsys, "cluster", colour_images, "-k", 10, "-o", out, *OPTIONS)
     assert code == 1 and "more clusters than there are images (9)" in err and "Traceback" not in err
     code, _, err = run_cli(capsys, "cluster", colour_images, "-k", 1, "-o", out, *OPTIONS)
-    assert code == 1 and "-k must be at least 2" in err
+    assert code == 2 and "-k/--clusters: expected an integer of at least 2, got '1'" in err  # a usage error
     (tmp_path / "file").write_text("")
     code, _, err = run_cli(capsys, "cluster", colour_images, "-k", 2, "-o", tmp_path / "file", *OPTIONS)
     assert code == 1 and "is a file" in err
@@ -313,7 +349,11 @@ def test_cluster_offline(folder, tmp_path):
     failed, fell_back = tmp_path / "failed", tmp_path / "fell_back"
     out = subprocess.run(
         [sys.executable, "-c", script, str(folder), str(failed), str(fell_back)],
-        check=False, capture_output=True, text=True, env=env, timeout=180,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
     )
     assert "CODES 1 0" in out.stdout, out.stdout + out.stderr
     fail, fallback = out.stderr.split("END OF FAIL\n")
@@ -328,8 +368,7 @@ def test_cluster_offline(folder, tmp_path):
     assert "KERAS_HOME" in notice[0] and "skptm fetch-weights NAME" in notice[0]
     assert "falling back to random weights" in notice[1] and "not what the images show" in notice[1]
     assert "random weights \N{EM DASH} not image content" in out.stdout
-    assert {p.name for p in fell_back.iterdir()} == {
-        "clusters.csv", "cluster_00.png", "cluster_01.png", "overview.png"}
+    assert {p.name for p in fell_back.iterdir()} == {"clusters.csv", "cluster_00.png", "cluster_01.png", "overview.png"}
     assert len(read_csv(fell_back / "clusters.csv")) == 3
     assert "Traceback" not in out.stderr
     assert_no_chatter(out.stderr)
@@ -378,7 +417,7 @@ def test_train(trained, capsys):
     assert lines[1].split()[:2] == ["blue", "6"] and lines[2].split()[:2] == ["red", "6"]  # sorted
     assert sum(int(line.split()[3]) for line in lines[1:3]) == 3  # 0.2 of 12, rounded up
     accuracy = next(line for line in lines if line.startswith("accuracy"))
-    assert 0 <= float(accuracy.split()[1]) <= 1
+    assert float(accuracy.split()[1]) >= 0.9  # red against blue: easy even on random weights
     assert "balanced accuracy" in out and "precision" in out and str(model) in out
     clf = skptm.load(model)
     assert isinstance(clf, skptm.FineTunedClassifier) and list(clf.classes_) == ["blue", "red"]
@@ -445,3 +484,63 @@ def test_predict_bad_model(folder, tmp_path, capsys):
     code, _, err = run_cli(capsys, "predict", tmp_path / "missing.skops", folder, "-o", tmp_path / "p.csv")
     assert code == 1 and "No such model file" in err and "missing.skops" in err
     assert not (tmp_path / "p.csv").exists()
+
+
+# -- calibrate and cache ----------------------------------------------------------------
+
+
+def test_calibrate_measures_once(tmp_path, capsys, monkeypatch):
+    """One line per network; a second run reads the stored measurement and measures nothing."""
+    from skptm.engines.decision import best_measured
+
+    monkeypatch.setenv("SKPTM_CACHE_DIR", str(tmp_path))
+    calibrate = ["calibrate", LIGHT, "--weights", "none", "--input-size", "32", "-q"]
+    code, out, err = run_cli(capsys, *calibrate)
+    assert code == 0, err
+    (stored,) = tmp_path.glob("calibration/*/*.json")
+    entry = json.loads(stored.read_text())
+    (line,) = out.splitlines()
+    assert line.startswith(f"{LIGHT} 32x32 (measured {entry['measured_at']}): ")
+    for config, rate in entry["rates"].items():
+        low_high = f"({rate['low']:.0f}\N{EN DASH}{rate['high']:.0f})"
+        assert f"{config} {rate['median']:.0f} images/s {low_high} cosine {entry['cosine'][config]:.6f}" in line
+    for engine, seconds in entry["conversion_seconds"].items():
+        assert f"{engine} {seconds:.1f} s" in line
+    for precision in ("float32", "auto"):
+        choice = best_measured(entry, "auto", precision)
+        assert f"{choice.label} for precision={precision} ({choice.reason})" in line
+
+    before = (stored.read_bytes(), stored.stat().st_mtime_ns)
+    code, again, err = run_cli(capsys, *calibrate)
+    assert code == 0 and again == out, err
+    assert (stored.read_bytes(), stored.stat().st_mtime_ns) == before
+    assert list(tmp_path.glob("calibration/*/*.json")) == [stored]
+
+    assert run_cli(capsys, "calibrate", "--weights", "none")[0] == 2  # neither names nor --all
+    code, _, err = run_cli(capsys, "calibrate", "resnet_50x")
+    assert code == 1 and "Did you mean 'resnet50'" in err
+
+
+def test_cache_sizes_and_clear(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SKPTM_CACHE_DIR", str(tmp_path))
+    (tmp_path / "calibration" / "machine").mkdir(parents=True)
+    (tmp_path / "calibration" / "machine" / "net.json").write_bytes(b"x" * 3072)
+    (tmp_path / "openvino").mkdir()
+    (tmp_path / "openvino" / "model.bin").write_bytes(b"x" * 10)
+
+    def sizes():
+        code, out, _ = run_cli(capsys, "cache")
+        lines = out.splitlines()
+        assert code == 0 and lines[0] == f"skptm's disk caches in {tmp_path}:"
+        assert lines[1].split() == ["folder", "size", "limit", "holds"]
+        return {line.split()[0]: " ".join(line.split()[1:3]) for line in lines[3:]}
+
+    assert sizes() == {"openvino": "10 B", "calibration": "3.0 KiB"}
+    code, out, _ = run_cli(capsys, "cache", "--clear", "calibration")
+    assert code == 0 and out == "freed 3.0 KiB (calibration)\n"
+    assert not (tmp_path / "calibration").exists() and (tmp_path / "openvino" / "model.bin").exists()
+    code, out, _ = run_cli(capsys, "cache", "--clear")
+    assert code == 0 and out == "freed 10 B (openvino, calibration)\n"
+    assert sizes() == {"openvino": "0 B", "calibration": "0 B"}
+    assert not (tmp_path / "openvino").exists()
+    assert run_cli(capsys, "cache", "--clear", "features")[0] == 2

@@ -62,10 +62,16 @@ tabular_backbone = TabularBackbone()
 
 
 #: Small training budgets keep the ~100 fits of the checks fast.
-FINE_TUNING = dict(
-    backbone=tabular_backbone, head_epochs=20, learning_rate=0.05, unfreeze=1,
-    finetune_epochs=1, finetune_learning_rate=1e-3, batch_size=32, random_state=0,
-)
+FINE_TUNING = {
+    "backbone": tabular_backbone,
+    "head_epochs": 20,
+    "learning_rate": 0.05,
+    "unfreeze": 1,
+    "finetune_epochs": 1,
+    "finetune_learning_rate": 1e-3,
+    "batch_size": 32,
+    "random_state": 0,
+}
 
 ESTIMATORS = [
     PretrainedFeatureTransformer(backbone=tabular_backbone, batch_size=16),
@@ -90,6 +96,7 @@ EXPECTED_FAILED_CHECKS = {
     "FineTunedRegressor": _FINE_TUNED_FAILURES,
 }
 
+
 def _expected_failed_checks(estimator):
     return EXPECTED_FAILED_CHECKS.get(type(estimator).__name__, {})
 
@@ -102,11 +109,7 @@ def test_sklearn_compatible_estimator(estimator, check):
 def test_the_checks_are_not_skipped():
     # With the skip trap, scikit-learn yields only a handful of checks.
     for estimator in ESTIMATORS:
-        checks = list(
-            estimator_checks_generator(
-                estimator, expected_failed_checks=_expected_failed_checks(estimator)
-            )
-        )
+        checks = list(estimator_checks_generator(estimator, expected_failed_checks=_expected_failed_checks(estimator)))
         assert len(checks) >= 40, f"only {len(checks)} checks for {estimator}"
 
 

@@ -103,9 +103,7 @@ def path_features(extractor, paths):
 # -- arrays -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "chunks", [(5, SIZE, SIZE, 3), (7, SIZE // 2, SIZE, 1)], ids=["rows", "split-on-every-axis"]
-)
+@pytest.mark.parametrize("chunks", [(5, SIZE, SIZE, 3), (7, SIZE // 2, SIZE, 1)], ids=["rows", "split-on-every-axis"])
 def test_array_matches_in_process(client, extractor, images, chunks):
     features = skptm.dask.transform(extractor, da.from_array(images, chunks=chunks))
 
@@ -150,8 +148,9 @@ def test_bag_of_paths_matches_in_process(client, extractor, paths, path_features
 # -- dataframes ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("as_input", [lambda frame: frame["path"], lambda frame: frame[["path"]]],
-                         ids=["series", "one-column-frame"])
+@pytest.mark.parametrize(
+    "as_input", [lambda frame: frame["path"], lambda frame: frame[["path"]]], ids=["series", "one-column-frame"]
+)
 def test_dataframe_column_of_paths(client, extractor, paths, path_features, as_input):
     index = pd.Index(np.arange(100, 100 + len(paths)), name="image_id")
     frame = dd.from_pandas(pd.DataFrame({"path": paths}, index=index), npartitions=4)
@@ -233,9 +232,9 @@ def test_network_built_once_per_worker(client, images):
             client.compute(skptm.dask.transform(extractor, chunks), workers=address).result()
 
     after = client.run(skptm.network_cache_info)
-    assert {address: after[address]["base_builds"] - before[address]["base_builds"] for address in after} == {
-        address: 1 for address in after
-    }
+    assert {
+        address: after[address]["base_builds"] - before[address]["base_builds"] for address in after
+    } == dict.fromkeys(after, 1)
 
 
 def test_tasks_carry_no_weights(extractor, images):
@@ -303,8 +302,9 @@ def test_grid_search_with_joblib_dask_backend(client, extractor, images):
 # -- input checks and imports ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("X", [np.zeros((2, SIZE, SIZE, 3), np.uint8), ["a.jpg"], pd.Series(["a.jpg"])],
-                         ids=["ndarray", "list", "pandas"])
+@pytest.mark.parametrize(
+    "X", [np.zeros((2, SIZE, SIZE, 3), np.uint8), ["a.jpg"], pd.Series(["a.jpg"])], ids=["ndarray", "list", "pandas"]
+)
 def test_non_dask_input_is_refused(extractor, X):
     with pytest.raises(TypeError, match="dask Array of images.*estimator.transform"):
         skptm.dask.transform(extractor, X)

@@ -98,8 +98,10 @@ def built_docs(tmp_path_factory):
         ]
         pytest.fail(
             f"sphinx-build failed (exit {done.returncode}, warnings are errors) after {seconds:.0f} s.\n"
-            "Warnings and errors:\n" + "\n".join(warnings[-60:])
-            + "\n\nLast output:\n" + (done.stdout[-3000:] + "\n" + done.stderr[-6000:])
+            "Warnings and errors:\n"
+            + "\n".join(warnings[-60:])
+            + "\n\nLast output:\n"
+            + (done.stdout[-3000:] + "\n" + done.stderr[-6000:])
         )
     print(f"sphinx-build: {seconds:.1f} s")
     return html
@@ -147,7 +149,7 @@ def _check_api_pages(html: Path):
     for estimator in (skptm.PretrainedFeatureTransformer(), skptm.FineTunedClassifier(), skptm.FineTunedRegressor()):
         link = estimator._get_doc_link()
         assert link.startswith(DOCS_URL) and link in estimator._repr_html_inner()
-        assert (html / link[len(DOCS_URL):]).is_file(), f"{link} has no page in the built site"
+        assert (html / link[len(DOCS_URL) :]).is_file(), f"{link} has no page in the built site"
 
 
 def _is_blank(png: bytes) -> str | None:
@@ -169,9 +171,9 @@ def _open(context, url, *, title_part, errors):
     page.on("pageerror", lambda exc: errors.append(f"{url}: script error: {exc}"))
     page.on(
         "response",
-        lambda response: errors.append(f"{url}: HTTP {response.status} for {response.url}")
-        if response.status >= 400
-        else None,
+        lambda response: (
+            errors.append(f"{url}: HTTP {response.status} for {response.url}") if response.status >= 400 else None
+        ),
     )
     response = page.goto(url, wait_until="load", timeout=PAGE_TIMEOUT_MS)
     assert response is not None and response.ok, f"{url}: {response and response.status}"
@@ -181,9 +183,7 @@ def _open(context, url, *, title_part, errors):
     assert article.inner_text().strip(), f"{url}: the main content is empty"
     # Load lazy images too, then every <img> must have decoded.
     page.evaluate("for (const img of document.images) img.loading = 'eager';")
-    page.wait_for_function(
-        "Array.from(document.images).every(img => img.complete)", timeout=PAGE_TIMEOUT_MS
-    )
+    page.wait_for_function("Array.from(document.images).every(img => img.complete)", timeout=PAGE_TIMEOUT_MS)
     broken = page.evaluate(
         "Array.from(document.images).filter(img => !(img.complete && img.naturalWidth > 0))"
         ".map(img => img.currentSrc || img.src || img.outerHTML)"
@@ -203,8 +203,7 @@ def test_docs_build_and_render(built_docs, served_docs):
     assert examples, "the gallery has no example page (auto_examples/plot_*.html)"
     # The first example that draws a figure (not every example does).
     with_figures = [
-        page for page in examples
-        if any(name in page.read_text(encoding="utf-8") for name in GALLERY_IMAGE_CLASSES)
+        page for page in examples if any(name in page.read_text(encoding="utf-8") for name in GALLERY_IMAGE_CLASSES)
     ]
     assert with_figures, f"no gallery example shows a figure: {[page.name for page in examples]}"
 

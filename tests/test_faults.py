@@ -10,7 +10,7 @@ from PIL import Image
 
 from skptm import FineTunedClassifier, ImageReadError, ImageReadWarning, PretrainedFeatureTransformer
 from skptm._images import ImageReader
-from skptm._networks import FeatureNetwork
+from skptm.networks import FeatureNetwork
 
 from .conftest import LIGHT, pattern
 
@@ -29,7 +29,9 @@ def thousand(tmp_path_factory):
 
 
 def make(**params):
-    return PretrainedFeatureTransformer(**{"backbone": LIGHT, "weights": None, "input_size": 32, "batch_size": 16, **params})
+    return PretrainedFeatureTransformer(
+        **{"backbone": LIGHT, "weights": None, "input_size": 32, "batch_size": 16, **params}
+    )
 
 
 def reader_threads():
@@ -81,7 +83,9 @@ def interrupt_at_call(monkeypatch, k):
     monkeypatch.setattr(FeatureNetwork, "predict", interrupted)
 
 
-def test_ctrl_c_during_transform_with_a_cache_leaves_a_usable_estimator_and_whole_entries(thousand, tmp_path, monkeypatch):
+def test_ctrl_c_during_transform_with_a_cache_leaves_a_usable_estimator_and_whole_entries(
+    thousand, tmp_path, monkeypatch
+):
     paths = [thousand[0]] * 8 + [tmp_path / f"{i}.png" for i in range(40)]
     for i, path in enumerate(paths[8:]):
         Image.fromarray(np.full((20, 30, 3), i * 5, np.uint8)).save(path)

@@ -14,7 +14,7 @@ from sklearn.pipeline import make_pipeline
 
 from skptm import FeatureCacheWarning, FineTunedClassifier, PretrainedFeatureTransformer
 
-from .conftest import LIGHT, LIGHT_2, SIZE
+from .conftest import LIGHT, LIGHT_2, SIZE, assert_same_up_to_batching
 
 
 def make(cache, **params):
@@ -44,7 +44,7 @@ def plain(photos):
 
 
 def count_network_calls(monkeypatch):
-    from skptm._networks import FeatureNetwork
+    from skptm.networks import FeatureNetwork
 
     calls = []
     predict = FeatureNetwork.predict
@@ -71,13 +71,15 @@ def test_only_new_items_are_computed_and_order_is_kept(tmp_path, photos, plain, 
 
 
 def test_keyed_by_content_not_by_path(tmp_path, photos, plain):
-    make(tmp_path).transform(photos[:1])
+    from skptm._feature_cache import FORMAT_VERSION
+
+    first = make(tmp_path).transform(photos[:1])
     copy = tmp_path / "elsewhere" / "renamed.jpg"
     copy.parent.mkdir()
     shutil.copy(photos[0], copy)
-    assert len(entries(tmp_path / "v1")) == 1
-    np.testing.assert_array_equal(make(tmp_path).transform([copy]), plain[:1])
-    assert len(entries(tmp_path / "v1")) == 1
+    assert len(entries(tmp_path / f"v{FORMAT_VERSION}")) == 1
+    np.testing.assert_array_equal(make(tmp_path).transform([copy]), first)  # read from the cache
+    assert len(entries(tmp_path / f"v{FORMAT_VERSION}")) == 1
 
 
 def test_arrays_bytes_and_pil_images_are_cached(tmp_path, photos):
@@ -92,8 +94,13 @@ def test_arrays_bytes_and_pil_images_are_cached(tmp_path, photos):
 
 @pytest.mark.parametrize(
     "change",
-    [{"backbone": LIGHT_2}, {"pooling": "max"}, {"input_size": SIZE + 16}, {"resize": "center_crop"},
-     {"precision": "bfloat16"}],
+    [
+        {"backbone": LIGHT_2},
+        {"pooling": "max"},
+        {"input_size": SIZE + 16},
+        {"resize": "center_crop"},
+        {"precision": "bfloat16"},
+    ],
     ids=lambda change: next(iter(change)),
 )
 def test_each_configuration_has_its_own_entries(tmp_path, photos, change):
@@ -177,11 +184,12 @@ def test_two_processes_writing_at_once(tmp_path, photos, plain):
         joblib.delayed(_transform_into)(tmp_path, photos) for _ in range(2)
     )
     for result in results:
-        np.testing.assert_array_equal(result, plain)
+        # Workers run TensorFlow on their share of the cores: other sums, within the bound.
+        assert_same_up_to_batching(result, plain)
     assert len(entries(tmp_path)) == len(photos)  # no temporary file left behind
     with warnings.catch_warnings():
         warnings.simplefilter("error", FeatureCacheWarning)
-        np.testing.assert_array_equal(make(tmp_path).transform(photos), plain)
+        np.testing.assert_array_equal(make(tmp_path).transform(photos), results[0])  # the entries written
 
 
 def test_unreadable_items_are_not_cached(tmp_path, photos, image_dir):
@@ -209,9 +217,9 @@ def test_finetuning_head_phase_shares_the_transformers_entries(tmp_path, photos,
     before = entries(tmp_path)
     calls = count_network_calls(monkeypatch)
     y = np.arange(len(photos)) % 2
-    clf = FineTunedClassifier(
-        LIGHT, weights=None, input_size=SIZE, unfreeze=0, cache=tmp_path, random_state=0
-    ).fit(photos, y)
+    clf = FineTunedClassifier(LIGHT, weights=None, input_size=SIZE, unfreeze=0, cache=tmp_path, random_state=0).fit(
+        photos, y
+    )
     assert calls == []  # phase 1 read every feature from the cache
     assert entries(tmp_path) == before
     uncached = FineTunedClassifier(LIGHT, weights=None, input_size=SIZE, unfreeze=0, random_state=0).fit(photos, y)

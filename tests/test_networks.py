@@ -14,7 +14,7 @@ from PIL import Image
 import skptm
 from skptm import PretrainedFeatureTransformer
 from skptm._backbones import get_backbone_spec
-from skptm._networks import cache_info, get_feature_network
+from skptm.networks import cache_info, get_feature_network
 
 from .conftest import LIGHT, SIZE
 
@@ -68,9 +68,7 @@ def test_features_equal_plain_keras_with_preprocess_input(family, png_paths, tmp
     plain.load_weights(weights)
     pixels = np.stack(
         [
-            keras.utils.img_to_array(
-                keras.utils.load_img(p, target_size=(SIZE, SIZE), interpolation="bilinear")
-            )
+            keras.utils.img_to_array(keras.utils.load_img(p, target_size=(SIZE, SIZE), interpolation="bilinear"))
             for p in png_paths
         ]
     )
@@ -84,9 +82,9 @@ def test_features_equal_plain_keras_with_preprocess_input(family, png_paths, tmp
     relative = np.linalg.norm(features - expected) / np.linalg.norm(expected)
     assert relative <= 1e-4, relative
     if family != "none":  # the comparison is sensitive to the preprocessing
-        wrong = PretrainedFeatureTransformer(
-            name, weights=weights, input_size=SIZE, preprocessing="none"
-        ).transform(png_paths)
+        wrong = PretrainedFeatureTransformer(name, weights=weights, input_size=SIZE, preprocessing="none").transform(
+            png_paths
+        )
         assert np.linalg.norm(wrong - expected) / np.linalg.norm(expected) > 1e-2
 
 
@@ -138,9 +136,7 @@ def test_imagenet_offline_error_is_actionable(tmp_path):
         "http_proxy": "http://127.0.0.1:9",
         "HTTP_PROXY": "http://127.0.0.1:9",
     }
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
-    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     message = out.stdout.split("MESSAGE:", 1)[-1]
     assert "MESSAGE:" in out.stdout, out.stdout + out.stderr
     assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5" in message
@@ -217,15 +213,16 @@ def test_clones_with_a_model_backbone_share_one_network():
 def test_builds_and_fits_never_reseed_pythons_random(monkeypatch, colours):
     """Reseeding the global ``random`` would change it under other threads."""
     from skptm import FineTunedClassifier
-    from skptm._networks import clear_network_cache
+    from skptm.networks import clear_network_cache
 
     seeds = []
     monkeypatch.setattr(random, "seed", lambda *args, **kwargs: seeds.append(args))
     clear_network_cache()
     X, y = colours
     PretrainedFeatureTransformer(LIGHT, weights=None, input_size=32).transform(X[:2])
-    FineTunedClassifier(LIGHT, weights=None, input_size=32, hidden_units=(4,), head_epochs=1,
-                        finetune_epochs=1, random_state=0).fit(X, y)
+    FineTunedClassifier(
+        LIGHT, weights=None, input_size=32, hidden_units=(4,), head_epochs=1, finetune_epochs=1, random_state=0
+    ).fit(X, y)
     assert seeds == []
 
 
@@ -241,14 +238,17 @@ def test_callable_must_return_a_model():
 
 def test_unknown_layer_lists_close_names():
     with pytest.raises(ValueError, match="no layer named 'block_3_expnd'.*'block_3_expand'"):
-        PretrainedFeatureTransformer(
-            LIGHT, weights=None, input_size=SIZE, layer="block_3_expnd"
-        ).fit(None)
+        PretrainedFeatureTransformer(LIGHT, weights=None, input_size=SIZE, layer="block_3_expnd").fit(None)
 
 
 def test_public_cache_helpers():
-    assert callable(skptm.clear_network_cache)
-    assert set(skptm.network_cache_info()) >= {"hits", "misses", "base_builds"}
+    get_feature_network(LIGHT, weights=None, input_size=40)
+    assert skptm.network_cache_info()["backbones"] >= 1
+    skptm.clear_network_cache()
+    info = skptm.network_cache_info()
+    assert (info["backbones"], info["networks"]) == (0, 0)
+    get_feature_network(LIGHT, weights=None, input_size=40)
+    assert skptm.network_cache_info()["base_builds"] == info["base_builds"] + 1  # built again
 
 
 def test_random_weights_do_not_depend_on_other_threads_drawing_from_random():
@@ -257,7 +257,7 @@ def test_random_weights_do_not_depend_on_other_threads_drawing_from_random():
     import random
     import threading
 
-    from skptm._networks import clear_network_cache, fingerprint, get_feature_network
+    from skptm.networks import clear_network_cache, fingerprint, get_feature_network
 
     def build():
         clear_network_cache()
@@ -283,7 +283,7 @@ def test_random_weights_do_not_depend_on_other_threads_drawing_from_random():
 def test_four_threads_on_a_first_call_build_once_and_agree():
     from concurrent.futures import ThreadPoolExecutor
 
-    from skptm._networks import cache_info, clear_network_cache
+    from skptm.networks import cache_info, clear_network_cache
 
     X = np.random.default_rng(0).integers(0, 256, (6, 40, 40, 3), dtype=np.uint8)
     clear_network_cache()
@@ -302,7 +302,7 @@ def test_building_one_network_never_blocks_cache_hits_of_another():
     import threading
     import time
 
-    from skptm._networks import get_feature_network
+    from skptm.networks import get_feature_network
 
     get_feature_network(LIGHT, weights=None, input_size=32)  # cached
     started = threading.Event()
@@ -323,12 +323,12 @@ def test_building_one_network_never_blocks_cache_hits_of_another():
 
 
 def test_image_data_format_is_part_of_the_network_key():
-    from skptm._networks import get_feature_network
+    from skptm.networks import get_feature_network
 
     first = get_feature_network(LIGHT, weights=None, input_size=32)
     keras.config.set_image_data_format("channels_first")
     try:
-        from skptm._networks import _base_key
+        from skptm.networks.cache import _base_key
 
         key = _base_key(LIGHT, get_backbone_spec(LIGHT), None, 32)
     finally:

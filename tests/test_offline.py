@@ -17,14 +17,17 @@ from skptm import FineTunedClassifier
 
 from .conftest import LIGHT
 
-NO_NETWORK = {key: "http://127.0.0.1:9" for key in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY")}
+NO_NETWORK = dict.fromkeys(("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"), "http://127.0.0.1:9")
 
 
 def run_offline(script, keras_home, *args):
     env = {**os.environ, **NO_NETWORK, "KERAS_HOME": str(keras_home)}
     out = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
-        capture_output=True, text=True, env=env, timeout=180,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
     )
     assert "MESSAGE:" in out.stdout, out.stdout + out.stderr
     return out.stdout.split("MESSAGE:", 1)[-1]

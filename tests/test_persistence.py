@@ -23,8 +23,16 @@ from skptm._unfreeze import layer_at
 from .conftest import LIGHT
 
 SIZE = 32
-FINETUNED = {"backbone": LIGHT, "weights": None, "input_size": SIZE, "head_epochs": 20, "unfreeze": 2,
-             "finetune_epochs": 1, "batch_size": 8, "random_state": 0}
+FINETUNED = {
+    "backbone": LIGHT,
+    "weights": None,
+    "input_size": SIZE,
+    "head_epochs": 20,
+    "unfreeze": 2,
+    "finetune_epochs": 1,
+    "batch_size": 8,
+    "random_state": 0,
+}
 
 #: skops nodes that rebuild plain data: no pickle, no reduce, no callables
 #: (TypeNode names the built-in type of dict keys).
@@ -48,8 +56,9 @@ def saved(tmp_path_factory, images):
     """The three estimators, fitted, saved with skptm.save, with their outputs."""
     X, y = images
     root = tmp_path_factory.mktemp("saved")
-    pipe = make_pipeline(PretrainedFeatureTransformer(LIGHT, weights=None, input_size=SIZE),
-                         StandardScaler(), LogisticRegression()).fit(X, y)
+    pipe = make_pipeline(
+        PretrainedFeatureTransformer(LIGHT, weights=None, input_size=SIZE), StandardScaler(), LogisticRegression()
+    ).fit(X, y)
     clf = FineTunedClassifier(**FINETUNED).fit(X, y)
     reg = FineTunedRegressor(**FINETUNED).fit(X, (y == "red").astype(float))
     estimators = {"pipe": pipe, "clf": clf, "reg": reg}
@@ -108,17 +117,21 @@ def test_round_trip_in_a_fresh_process(saved):
         print("round trip ok")
         """
     )
-    result = subprocess.run([sys.executable, "-c", code, str(root)], check=False, capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(root)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "round trip ok" in result.stdout
 
 
 def test_only_skptm_types_are_untrusted(saved):
     root, _ = saved
-    assert skops.io.get_untrusted_types(file=root / "pipe.skops") == [
-        "skptm._transformer.PretrainedFeatureTransformer"
-    ]
+    assert skops.io.get_untrusted_types(file=root / "pipe.skops") == ["skptm._transformer.PretrainedFeatureTransformer"]
     assert skops.io.get_untrusted_types(file=root / "clf.skops") == ["skptm._classifier.FineTunedClassifier"]
     assert skops.io.get_untrusted_types(file=root / "reg.skops") == ["skptm._regressor.FineTunedRegressor"]
     # Trusting them by name is all a user needs.
@@ -136,7 +149,8 @@ def test_file_holds_no_pickle(saved, name):
     assert all(node["type"] == "numpy" for node in nodes(tree) if node["__loader__"] == "NdArrayNode")
     assert all(node["__module__"] == "builtins" for node in nodes(tree) if node["__loader__"] == "TypeNode")
     assert {node["__module__"].split(".")[0] for node in nodes(tree) if node["__loader__"] == "ObjectNode"} <= {
-        "skptm", "sklearn"
+        "skptm",
+        "sklearn",
     }
     with zipfile.ZipFile(path) as archive:
         members = archive.namelist()
@@ -248,19 +262,3 @@ def test_import_skptm_does_not_import_skops():
     result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
-
-
-def test_a_pickle_saved_before_a_parameter_existed_loads_with_its_default(colours):
-    import pickle
-
-    from skptm import FineTunedClassifier, PretrainedFeatureTransformer
-
-    X, y = colours
-    clf = FineTunedClassifier("mobilenet_v2", weights=None, input_size=32, unfreeze=0, random_state=0).fit(X, y)
-    for estimator in (clf, PretrainedFeatureTransformer("mobilenet_v2", weights=None, input_size=32)):
-        old = dict(estimator.__getstate__())  # may be the live __dict__
-        del old["on_error"], old["cache"]  # as written by an earlier version
-        restored = type(estimator).__new__(type(estimator))
-        restored.__setstate__(pickle.loads(pickle.dumps(old)))
-        assert restored.get_params()["on_error"] == "raise" and restored.get_params()["cache"] is None
-        np.testing.assert_array_equal(restored.transform(X[:4]), estimator.transform(X[:4]))

@@ -63,8 +63,9 @@ def test_embedding_places_thumbnails(photos, tmp_path):
 
 def test_history_draws_both_phases_and_the_boundary(colours, tmp_path):
     X, y = colours
-    clf = FineTunedClassifier(LIGHT, weights=None, input_size=32, unfreeze=1, finetune_epochs=2,
-                              validation_fraction=0.25, random_state=0).fit(X, y)
+    clf = FineTunedClassifier(
+        LIGHT, weights=None, input_size=32, unfreeze=1, finetune_epochs=2, validation_fraction=0.25, random_state=0
+    ).fit(X, y)
     fig = skplot.history(clf)
     assert [ax.get_title() for ax in fig.axes] == ["loss", "accuracy"]
     labels = [line.get_label() for line in fig.axes[0].get_lines()]

@@ -6,9 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-import skptm._precision as precision_module
 from skptm import FineTunedClassifier, PretrainedFeatureTransformer
-from skptm._precision import resolve_precision
 
 from .conftest import LIGHT, SIZE
 
@@ -54,19 +52,24 @@ def test_float16_features_are_close():
 
 
 def test_precisions_never_share_a_network(images):
-    from skptm._networks import get_feature_network
+    from skptm.networks import get_feature_network
 
-    networks = {p: get_feature_network(LIGHT, weights=None, input_size=SIZE, precision=p) for p in ("float32", "bfloat16")}
+    networks = {
+        p: get_feature_network(LIGHT, weights=None, input_size=SIZE, precision=p) for p in ("float32", "bfloat16")
+    }
     assert networks["float32"].base is not networks["bfloat16"].base
     assert networks["bfloat16"].base.layers[1].compute_dtype == "bfloat16"
     assert networks["float32"].base.layers[1].compute_dtype == "float32"
-    weights = [np.array_equal(a, b) for a, b in zip(networks["float32"].base.get_weights(), networks["bfloat16"].base.get_weights())]
+    weights = [
+        np.array_equal(a, b)
+        for a, b in zip(networks["float32"].base.get_weights(), networks["bfloat16"].base.get_weights())
+    ]
     assert all(weights)  # the same weights, loaded once
 
 
 @pytest.mark.parametrize("user_policy", ["mixed_float16", "mixed_bfloat16"])
 def test_users_dtype_policy_is_neither_used_nor_changed(images, user_policy):
-    from skptm._networks import clear_network_cache
+    from skptm.networks import clear_network_cache
 
     expected = make().transform(images)
     previous = keras.config.dtype_policy()
@@ -79,46 +82,32 @@ def test_users_dtype_policy_is_neither_used_nor_changed(images, user_policy):
         keras.config.set_dtype_policy(previous)
 
 
-def test_auto_needs_hardware_support_and_a_measured_speedup(monkeypatch):
-    monkeypatch.setattr(precision_module, "_gpu_compute_capability", lambda: None)
-    monkeypatch.setattr(precision_module, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
-    monkeypatch.setattr("skptm._precision_table.BFLOAT16_SPEEDUP", {"vgg16": 2.0, "mobilenet_v2": 0.86, "efficientnet_v2_m": 1.2})
-    monkeypatch.setattr("skptm._precision_table.BFLOAT16_COSINE", {"vgg16": 0.99999, "mobilenet_v2": 0.99999, "efficientnet_v2_m": 0.7})
-    assert resolve_precision("auto", "vgg16") == "bfloat16"
-    assert resolve_precision("auto", "VGG16") == "bfloat16"
-    assert resolve_precision("auto", "mobilenet_v2") == "float32"  # slower in bfloat16
-    assert resolve_precision("auto", "resnet50") == "float32"  # not measured
-    assert resolve_precision("auto", "efficientnet_v2_m") == "float32"  # faster, not accurate enough
-    assert resolve_precision("auto", small_convnet) == "float32"  # custom backbone
-    assert resolve_precision("float16", "vgg16") == "float16"  # an explicit choice is kept
-    monkeypatch.setattr(precision_module, "cpu_flags", lambda: frozenset({"avx512f"}))
-    assert resolve_precision("auto", "vgg16") == "float32"  # no native bfloat16
-    monkeypatch.setattr(precision_module, "_gpu_compute_capability", lambda: (8, 0))
-    assert resolve_precision("auto", "mobilenet_v2") == "bfloat16"
-    monkeypatch.setattr(precision_module, "_gpu_compute_capability", lambda: (7, 5))
-    assert resolve_precision("auto", "mobilenet_v2") == "float16"
+def test_auto_without_a_measurement_is_float32(images, tmp_path, monkeypatch):
+    """precision="auto" picks a reduced precision only where it was measured here
+    (tests/test_engines.py covers the rules with measurements)."""
+    from skptm.engines import decision
 
-
-def test_shipped_table_covers_the_registry():
-    from skptm import list_backbones
-    from skptm._precision_table import BFLOAT16_COSINE, BFLOAT16_SPEEDUP, MEASURED_ON
-
-    names = {backbone["name"] for backbone in list_backbones()}
-    assert set(BFLOAT16_SPEEDUP) == set(BFLOAT16_COSINE) == names
-    assert all(0.1 < value < 10 for value in BFLOAT16_SPEEDUP.values())
-    assert "avx512_bf16" in MEASURED_ON or "amx_bf16" in MEASURED_ON
-
-
-def test_auto_transform_matches_its_resolution(images):
-    extractor = make(precision="auto")
-    resolved = resolve_precision("auto", LIGHT)
-    np.testing.assert_array_equal(extractor.transform(images), make(precision=resolved).transform(images))
+    monkeypatch.setenv("SKPTM_CACHE_DIR", str(tmp_path))
+    decision.clear()
+    try:
+        extractor = make(precision="auto")
+        assert extractor._network().precision == "float32"
+        np.testing.assert_array_equal(extractor.transform(images), make(precision="float32").transform(images))
+    finally:
+        decision.clear()
 
 
 def test_finetuning_in_bfloat16(colours):
     X, y = colours
-    params = {"backbone": LIGHT, "weights": None, "input_size": 32, "unfreeze": 2, "finetune_epochs": 2,
-              "random_state": 0, "batch_size": 8}
+    params = {
+        "backbone": LIGHT,
+        "weights": None,
+        "input_size": 32,
+        "unfreeze": 2,
+        "finetune_epochs": 2,
+        "random_state": 0,
+        "batch_size": 8,
+    }
     clf = FineTunedClassifier(precision="bfloat16", **params).fit(X, y)
     base = clf._trained.base
     assert {layer.compute_dtype for layer in base.layers[1:]} == {"bfloat16"}

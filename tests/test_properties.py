@@ -36,8 +36,19 @@ PROPERTIES = settings(max_examples=100, deadline=None)
 # -- strategies -----------------------------------------------------------------
 
 DTYPES = [
-    "uint8", "uint16", "int8", "int32", "int64", "float16", "float32", "float64",
-    "bool", "complex64", "object", "datetime64[s]", "U4",
+    "uint8",
+    "uint16",
+    "int8",
+    "int32",
+    "int64",
+    "float16",
+    "float32",
+    "float64",
+    "bool",
+    "complex64",
+    "object",
+    "datetime64[s]",
+    "U4",
 ]
 SPECIAL = [0, 1, 254, 255, 256, -1, 0.5, 255.5, -0.0, np.nan, np.inf, -np.inf, 1e30]
 
@@ -60,8 +71,10 @@ def values(dtype, pixels):
     if dtype.kind == "c" and pixels:
         return st.integers(0, 255).map(complex)
     if dtype.kind == "O":
-        return st.integers(0, 255) if pixels else st.one_of(
-            st.none(), st.integers(-5, 300), st.floats(), st.text(max_size=3)
+        return (
+            st.integers(0, 255)
+            if pixels
+            else st.one_of(st.none(), st.integers(-5, 300), st.floats(), st.text(max_size=3))
         )
     return hnp.from_dtype(dtype)
 
@@ -117,8 +130,25 @@ def rgb_images():
 
 #: Every Pillow mode an RGB image converts to: all must be readable.
 PIL_MODES = [
-    "RGB", "RGBA", "RGBa", "RGBX", "L", "LA", "La", "P", "PA", "1", "I", "I;16", "I;16B",
-    "I;16L", "F", "CMYK", "YCbCr", "LAB", "HSV",
+    "RGB",
+    "RGBA",
+    "RGBa",
+    "RGBX",
+    "L",
+    "LA",
+    "La",
+    "P",
+    "PA",
+    "1",
+    "I",
+    "I;16",
+    "I;16B",
+    "I;16L",
+    "F",
+    "CMYK",
+    "YCbCr",
+    "LAB",
+    "HSV",
 ]
 
 
@@ -138,9 +168,7 @@ def pil_images():
 
 def empty_pil_images():
     sides = st.tuples(st.integers(0, 4), st.integers(0, 4)).filter(lambda size: 0 in size)
-    return st.tuples(sides, st.sampled_from(["RGB", "L", "F", "RGBA"])).map(
-        lambda pair: Image.new(pair[1], pair[0])
-    )
+    return st.tuples(sides, st.sampled_from(["RGB", "L", "F", "RGBA"])).map(lambda pair: Image.new(pair[1], pair[0]))
 
 
 def empty_arrays():
@@ -219,7 +247,7 @@ def _check_error(exc):
 def test_features_or_a_clear_error(X):
     try:
         features, read_warnings = _transform(EXTRACTOR, X)
-    except Exception as exc:  # noqa: BLE001 - the property is about which
+    except Exception as exc:
         _check_error(exc)
         raised = exc
     else:
@@ -234,7 +262,7 @@ def test_features_or_a_clear_error(X):
     # exactly the items that cannot be read, or the same error about X itself.
     try:
         lenient, read_warnings = _transform(EXTRACTOR_NAN, X)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _check_error(exc)
         assert raised is not None and not isinstance(raised, ImageReadError), (
             f"on_error='nan' raised {exc!r} where on_error='raise' gave {raised!r}"
@@ -287,7 +315,7 @@ def test_nan_rows_for_exactly_the_unreadable_items(entries):
         # Each row is what the item gives alone: features, or an error.
         try:
             alone, _ = _transform(EXTRACTOR, [item])
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             _check_error(exc)
             assert failed[row], f"item {row} has features, but alone it raises {exc!r}"
         else:

@@ -48,8 +48,10 @@ def test_grid_search_over_backbone_and_pooling(image_set):
     pipe = make_pipeline(extractor(), LogisticRegression(max_iter=1000))
     search = GridSearchCV(
         pipe,
-        {"pretrainedfeaturetransformer__backbone": [LIGHT, LIGHT_2],
-         "pretrainedfeaturetransformer__pooling": ["avg", "max"]},
+        {
+            "pretrainedfeaturetransformer__backbone": [LIGHT, LIGHT_2],
+            "pretrainedfeaturetransformer__pooling": ["avg", "max"],
+        },
         cv=2,
     )
     search.fit(X, y)

@@ -13,7 +13,7 @@ from sklearn.base import clone
 
 from skptm import ImageReadError, ImageReadWarning, PretrainedFeatureTransformer
 
-from .conftest import LIGHT, SIZE, pattern
+from .conftest import LIGHT, SIZE, assert_same_up_to_batching, pattern
 
 
 def make(**params):
@@ -89,8 +89,13 @@ def test_paths_str_pathlib_and_series(extractor, tmp_path, rgb_stack, reference)
         path = tmp_path / f"{i}.png"
         Image.fromarray(image).save(path)
         paths.append(path)
-    for X in (paths, [str(p) for p in paths], pd.Series([str(p) for p in paths]),
-              pd.DataFrame({"path": paths}), np.array([str(p) for p in paths])):
+    for X in (
+        paths,
+        [str(p) for p in paths],
+        pd.Series([str(p) for p in paths]),
+        pd.DataFrame({"path": paths}),
+        np.array([str(p) for p in paths]),
+    ):
         np.testing.assert_allclose(extractor.transform(X), reference, rtol=1e-5, atol=1e-6)
 
 
@@ -121,8 +126,15 @@ def test_callers_array_is_not_modified(extractor):
 
 @pytest.mark.parametrize("resize", ["stretch", "center_crop", "pad"])
 def test_resize_policies(resize):
-    X = [pattern(90, 40), pattern(30, 70)]
-    assert make(resize=resize).transform(X).shape == (2, 1280)
+    """Each policy sees another part of a non-square image; a square one at the
+    input size is the same under all three."""
+    wide = pattern(90, 40)
+    others = [policy for policy in ("stretch", "center_crop", "pad") if policy != resize]
+    features = make(resize=resize).transform([wide])
+    for other in others:
+        assert not np.allclose(features, make(resize=other).transform([wide]), rtol=1e-3, atol=0)
+    square = pattern(SIZE, SIZE)
+    np.testing.assert_array_equal(make(resize=resize).transform([square]), make(resize=others[0]).transform([square]))
 
 
 def test_image_read_error_survives_pickling():
@@ -139,8 +151,14 @@ def test_unreadable_item_names_index_and_path(extractor, image_dir, good_paths):
 
 
 def test_on_error_nan_keeps_one_row_per_item(image_dir, good_paths):
-    X = [good_paths[0], image_dir / "not_an_image.jpg", good_paths[1],
-         image_dir / "missing.png", np.full((8, 8, 3), 999.0), good_paths[2]]
+    X = [
+        good_paths[0],
+        image_dir / "not_an_image.jpg",
+        good_paths[1],
+        image_dir / "missing.png",
+        np.full((8, 8, 3), 999.0),
+        good_paths[2],
+    ]
     with pytest.warns(ImageReadWarning) as record:
         features = make(on_error="nan", batch_size=2).transform(X)
     assert features.shape == (6, 1280)
@@ -231,7 +249,7 @@ def test_pickle_holds_parameters_only(extractor, rgb_stack, reference, tmp_path)
 
 
 def test_parameters_are_never_changed(extractor, rgb_stack):
-    params = dict(layer=["out_relu"], input_size=[SIZE, SIZE], weights=None)
+    params = {"layer": ["out_relu"], "input_size": [SIZE, SIZE], "weights": None}
     transformer = PretrainedFeatureTransformer(LIGHT, **params)
     before = {k: (list(v) if isinstance(v, list) else v) for k, v in transformer.get_params().items()}
     transformer.fit(rgb_stack).transform(rgb_stack)
@@ -293,7 +311,7 @@ def test_memory_is_bounded_to_two_batches(tmp_path):
 
 def test_partial_batches_are_padded_to_few_shapes_and_change_no_row(monkeypatch):
     from skptm._features import padded_rows
-    from skptm._networks import FeatureNetwork
+    from skptm.networks import FeatureNetwork
 
     assert [padded_rows(n, 32) for n in (1, 8, 9, 16, 17, 31, 32)] == [8, 8, 16, 16, 32, 32, 32]
     assert padded_rows(3, 4) == 4 and padded_rows(50, 48) == 48
@@ -302,10 +320,13 @@ def test_partial_batches_are_padded_to_few_shapes_and_change_no_row(monkeypatch)
     everything = extractor.transform(X)
     shapes = []
     predict = FeatureNetwork.predict
-    monkeypatch.setattr(FeatureNetwork, "predict", lambda self, batch: shapes.append(len(batch)) or predict(self, batch))
+    monkeypatch.setattr(
+        FeatureNetwork, "predict", lambda self, batch: shapes.append(len(batch)) or predict(self, batch)
+    )
     for n in (1, 5, 9, 17, 33, 41):
-        np.testing.assert_array_equal(extractor.transform(X[:n]), everything[:n])
+        assert_same_up_to_batching(extractor.transform(X[:n]), everything[:n])
     assert set(shapes) == {8, 16, 32}
+    np.testing.assert_array_equal(extractor.transform(X[:9]), extractor.transform(X[:9]))  # same call, same bits
 
 
 def test_progress_bar_counts_each_image_once(capsys, rgb_stack, tmp_path):
@@ -321,7 +342,7 @@ def test_progress_bar_counts_each_image_once(capsys, rgb_stack, tmp_path):
 
 def test_html_repr_builds_no_network_and_links_to_the_api_page():
     """A notebook showing an estimator must not start a weights download."""
-    from skptm._networks import cache_info, get_feature_network
+    from skptm.networks import cache_info, get_feature_network
 
     transformer = PretrainedFeatureTransformer("convnext_xlarge")  # never built by the tests
     before = cache_info()["base_builds"]

@@ -35,8 +35,14 @@ from .conftest import LIGHT
 #: Valid small settings; each case changes one parameter of these.
 TRANSFORMER = PretrainedFeatureTransformer(LIGHT, weights=None, input_size=32, batch_size=4)
 FINE_TUNING = {
-    "backbone": LIGHT, "weights": None, "input_size": 32, "head_epochs": 1, "unfreeze": 0,
-    "finetune_epochs": 0, "batch_size": 4, "random_state": 0,
+    "backbone": LIGHT,
+    "weights": None,
+    "input_size": 32,
+    "head_epochs": 1,
+    "unfreeze": 0,
+    "finetune_epochs": 0,
+    "batch_size": 4,
+    "random_state": 0,
 }
 ESTIMATORS = {
     "PretrainedFeatureTransformer": TRANSFORMER,
@@ -195,16 +201,25 @@ def test_unknown_backbone_names_the_closest():
 
 @pytest.mark.parametrize("value", [1, 2, 8, -1, -2, None])
 def test_valid_n_jobs(value):
-    clone(TRANSFORMER).set_params(n_jobs=value)._validate_params()
+    import joblib
+
+    from skptm._batches import default_n_threads
+    from skptm._threads import process_share
+
+    clone(TRANSFORMER).set_params(n_jobs=value)._validate_params()  # accepted
+    cores = joblib.cpu_count()
+    expected = {None: min(8, process_share() or cores), -1: cores, -2: max(1, cores - 1)}.get(value, value)
+    assert default_n_threads(value) == expected
 
 
 def test_n_jobs_counts_decoding_threads_as_joblib_does():
     import joblib
 
     from skptm._batches import default_n_threads
+    from skptm._threads import process_share
 
     cores = joblib.cpu_count()
-    assert default_n_threads(None) == max(1, min(8, cores))  # documented: not joblib's 1
+    assert default_n_threads(None) == max(1, min(8, process_share() or cores))  # documented: not joblib's 1
     assert default_n_threads(-1) == cores
     assert default_n_threads(-2) == max(1, cores - 1)
     assert default_n_threads(3) == 3

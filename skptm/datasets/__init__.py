@@ -99,7 +99,8 @@ def load_image_folder(
     endings = tuple(ending.lower() for ending in extensions)
     paths, target = [], []
     for index, name in enumerate(categories):
-        images = sorted(_images_below(root / name, endings, follow_links))
+        images = collect_images(root / name, extensions=endings, follow_links=follow_links)
+        images = [image.resolve() for image in images]
         paths.extend(images)
         target.extend([index] * len(images))
     if not paths:
@@ -151,9 +152,66 @@ def load_sample_photos():
     return photos
 
 
+def collect_images(source, *, extensions=IMAGE_EXTENSIONS, follow_links=False):
+    """The image files of a folder, or the paths a text file lists.
+
+    Used by :func:`load_image_folder` for each class folder, and by the
+    ``skptm`` commands for their ``SRC`` argument.
+
+    Parameters
+    ----------
+    source : str or path
+        A folder, searched recursively for files whose name ends in one of
+        ``extensions`` (hidden files and folders skipped), or a UTF-8 text
+        file of image paths, one a line (blank lines and lines starting
+        with ``#`` skipped; relative paths are taken from the text file's
+        own folder).
+    extensions : tuple of str, default=IMAGE_EXTENSIONS
+        File name endings collected from a folder (case-insensitive).
+    follow_links : bool, default=False
+        Follow symbolic links to folders.
+
+    Returns
+    -------
+    paths : list of Path
+        A folder's images sorted by path; a text file's in its order. Paths
+        are as found (relative where ``source`` is), not resolved.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``source`` does not exist.
+    ValueError
+        If ``source`` is a file that is not UTF-8 text.
+
+    Examples
+    --------
+    >>> from skptm.datasets import SAMPLE_PHOTOS, collect_images
+    >>> [path.name for path in collect_images(SAMPLE_PHOTOS / "ground")]
+    ['brick_wall.jpg', 'grass.jpg', 'gravel.jpg']
+    """
+    source = Path(source)
+    if source.is_dir():
+        endings = tuple(ending.lower() for ending in extensions)
+        return sorted(_images_below(source, endings, follow_links))
+    if not source.exists():
+        raise FileNotFoundError(2, "No such file or folder", os.fspath(source))
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(f"{os.fspath(source)!r} is neither a folder nor a text file of image paths.") from None
+    paths = []
+    for line in map(str.strip, lines):
+        if not line or line.startswith("#"):
+            continue
+        path = Path(line).expanduser()
+        paths.append(path if path.is_absolute() else source.parent / path)
+    return paths
+
+
 def _images_below(folder, endings, follow_links):
     for directory, subdirectories, files in os.walk(folder, followlinks=follow_links):
         subdirectories[:] = [name for name in subdirectories if not name.startswith(".")]
         for name in files:
             if not name.startswith(".") and name.lower().endswith(endings):
-                yield Path(directory, name).resolve()
+                yield Path(directory, name)

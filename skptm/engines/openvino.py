@@ -1,4 +1,4 @@
-"""Run a Keras feature network with OpenVINO: conversion, a disk cache, compiled models.
+"""The OpenVINO engine: conversion, a bounded disk cache, compiled models.
 
 The network is the one skptm builds for TensorFlow (preprocessing inside,
 pooling, chosen layers), converted in-process from a ``tf.function`` with a
@@ -9,7 +9,9 @@ the converted model is stored on disk under a key of the network's
 architecture and weights: another process, a ``GridSearchCV`` or Dask worker,
 reads it back and compiles it in a fraction of a second. OpenVINO's own
 compiled-model cache (``CACHE_DIR``) sits beside it. Both live in
-:func:`cache_dir`; deleting that folder is always safe.
+:func:`cache_dir`; deleting that folder is always safe. The folder is kept
+under :data:`DEFAULT_CACHE_MB` megabytes (``$SKPTM_OPENVINO_CACHE_MB``): each
+new entry evicts the least recently used ones beyond it.
 
 Nothing here is pickled with an estimator: the compiled models are kept per
 process, keyed by the Keras model object they were converted from.
@@ -17,7 +19,7 @@ process, keyed by the Keras model object they were converted from.
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import os
 import threading
 import warnings
@@ -26,6 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _threads as threads
+from .._io import atomic_path, cache_root, content_hash, evict_least_recently_used, mark_used
+from ..exceptions import OpenVINOCacheWarning
+
+#: The engine's name, as ``engine=`` takes it.
+NAME = "openvino"
+
+#: Default bound of :func:`cache_dir`, in megabytes (``$SKPTM_OPENVINO_CACHE_MB``).
+DEFAULT_CACHE_MB = 2048
+
 #: Bumped when the conversion changes, so that old disk entries are not used.
 FORMAT_VERSION = 1
 
@@ -33,22 +45,19 @@ FORMAT_VERSION = 1
 _INFERENCE_PRECISION = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
 
 INSTALL_HINT = (
-    "OpenVINO is not installed. Install it with: pip install \"skptm[openvino]\" "
-    "(or pip install openvino), or use engine=\"tensorflow\"."
+    'OpenVINO is not installed. Install it with: pip install "skptm[openvino]" '
+    '(or pip install openvino), or use engine="tensorflow".'
 )
 
 
-class OpenVINOCacheWarning(UserWarning):
-    """A converted model on disk could not be used and was converted again."""
-
-
 def is_available() -> bool:
-    """Whether the ``openvino`` package can be imported."""
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether the ``openvino`` package can be imported (without importing it)."""
+    import importlib.util
+    import sys
+
+    if "openvino" in sys.modules:
+        return sys.modules["openvino"] is not None  # None: blocked, as if not installed
+    return importlib.util.find_spec("openvino") is not None
 
 
 def require_openvino():
@@ -60,13 +69,50 @@ def require_openvino():
     return openvino
 
 
+def version() -> str | None:
+    """OpenVINO's version, or ``None`` when it is not installed (read from the
+    package's metadata: importing OpenVINO takes a second)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    if not is_available():
+        return None
+    try:
+        return package_version("openvino").split("-")[0]
+    except PackageNotFoundError:
+        import openvino
+
+        return openvino.__version__.split("-")[0]
+
+
 def cache_dir() -> Path:
-    """Where converted models are kept: ``$SKPTM_CACHE_DIR/openvino``, else
-    ``$XDG_CACHE_HOME/skptm/openvino``, else ``~/.cache/skptm/openvino``."""
-    root = os.environ.get("SKPTM_CACHE_DIR")
-    if not root:
-        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skptm"
-    return Path(root) / "openvino"
+    """Where converted models are kept: ``<skptm cache>/openvino`` (see
+    :func:`skptm._io.cache_root`)."""
+    return cache_root() / "openvino"
+
+
+def cache_limit_bytes() -> int:
+    """The bound of :func:`cache_dir`: ``$SKPTM_OPENVINO_CACHE_MB`` megabytes, else
+    :data:`DEFAULT_CACHE_MB`."""
+    value = os.environ.get("SKPTM_OPENVINO_CACHE_MB")
+    try:
+        megabytes = float(value) if value else DEFAULT_CACHE_MB
+    except ValueError:
+        megabytes = DEFAULT_CACHE_MB
+    return int(megabytes * 2**20)
+
+
+def evict(max_bytes: int | None = None) -> int:
+    """Drop the least recently used converted models (and OpenVINO's compiled
+    blobs) until :func:`cache_dir` holds at most ``max_bytes``; returns bytes freed."""
+    folder = cache_dir()
+    if not folder.is_dir():
+        return 0
+    groups = [[xml, xml.with_suffix(".bin")] for xml in folder.glob("*.xml") if ".tmp" not in xml.name]
+    blobs = folder / "compiled"
+    if blobs.is_dir():
+        groups.extend([blob] for blob in blobs.iterdir() if blob.is_file())
+    return evict_least_recently_used(groups, cache_limit_bytes() if max_bytes is None else max_bytes)
 
 
 class CompiledNetwork:
@@ -110,6 +156,12 @@ def is_compiled(model, precision: str) -> bool:
         return precision in _compiled.get(model, {})
 
 
+def is_on_disk(model, takes_images: bool) -> bool:
+    """Whether ``model``'s converted form is in the disk cache (no conversion needed)."""
+    path = _disk_path(model, takes_images, cache_dir())
+    return path is not None and path.is_file() and path.with_suffix(".bin").is_file()
+
+
 def compiled_network(model, precision: str, *, takes_images: bool) -> CompiledNetwork:
     """``model`` (a float32 Keras feature network) compiled by OpenVINO.
 
@@ -148,6 +200,9 @@ def _compile(model, precision, takes_images):
         # decoding threads fill the next batch meanwhile.
         "PERFORMANCE_HINT": "LATENCY",
     }
+    share = threads.process_share()
+    if share is not None:  # a joblib or Dask worker: its share of the cores, not all of them
+        config["INFERENCE_NUM_THREADS"] = share
     path = _disk_path(model, takes_images, folder)
     if path is not None and path.is_file() and path.with_suffix(".bin").is_file():
         try:
@@ -161,6 +216,7 @@ def _compile(model, precision, takes_images):
             )
             _remove(path)
         else:
+            _touch(path)
             with _lock:
                 _stats["disk_hits"] += 1
                 _stats["compilations"] += 1
@@ -198,7 +254,7 @@ def _convert(model, takes_images):
     import openvino as ov
     import tensorflow as tf
 
-    from ._networks import quiet_retracing_warnings
+    from ..networks import quiet_retracing_warnings
 
     if takes_images:
         # Images travel as uint8 (4x fewer bytes than float32) and are cast
@@ -221,21 +277,19 @@ def _disk_key(model, takes_images) -> str:
     import openvino as ov
     import tensorflow as tf
 
-    from ._networks import fingerprint
+    from ..networks import fingerprint
 
-    digest = hashlib.sha256()
-    for part in (
-        str(FORMAT_VERSION),
-        _canonical_architecture(model),
-        fingerprint(model),
-        "images" if takes_images else "table",
-        ov.__version__,
-        tf.__version__,
-        keras.__version__,
-    ):
-        digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()[:32]
+    return content_hash(
+        (
+            str(FORMAT_VERSION),
+            _canonical_architecture(model),
+            fingerprint(model),
+            "images" if takes_images else "table",
+            ov.__version__,
+            tf.__version__,
+            keras.__version__,
+        )
+    )
 
 
 def _canonical_architecture(model) -> str:
@@ -287,12 +341,16 @@ def _store(converted, path):
     import openvino as ov
 
     folder = path.parent
-    temporary = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.xml")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        ov.save_model(converted, str(temporary), compress_to_fp16=False)
-        os.replace(temporary.with_suffix(".bin"), path.with_suffix(".bin"))
-        os.replace(temporary, path)
+        # The .bin lands first, then the .xml that names it: a reader that
+        # finds the .xml finds its weights.
+        with atomic_path(path, suffix=".xml") as temporary:
+            temporary = Path(temporary)
+            try:
+                ov.save_model(converted, str(temporary), compress_to_fp16=False)
+                os.replace(temporary.with_suffix(".bin"), path.with_suffix(".bin"))
+            finally:
+                _remove_file(temporary.with_suffix(".bin"))
     except OSError as exc:
         warnings.warn(
             f"The converted model could not be stored in {folder} ({exc}); each process "
@@ -300,7 +358,24 @@ def _store(converted, path):
             OpenVINOCacheWarning,
             stacklevel=5,
         )
-        _remove(temporary)
+        return
+    try:
+        evict()
+    except OSError:  # eviction is housekeeping: never fail a transform over it
+        pass
+
+
+def _touch(path):
+    """Mark ``path``'s entry as just used, for least-recently-used eviction."""
+    for file in (path, path.with_suffix(".bin")):
+        mark_used(file)
+
+
+def _remove_file(file):
+    try:
+        file.unlink()
+    except OSError:
+        pass
 
 
 def _remove(path):
@@ -309,3 +384,47 @@ def _remove(path):
             file.unlink()
         except OSError:
             pass
+
+
+class OpenVINOEngine:
+    """Runs the float32 Keras network converted to OpenVINO, in OpenVINO's precision."""
+
+    name = NAME
+
+    def is_available(self) -> bool:
+        return is_available()
+
+    def require(self) -> None:
+        require_openvino()
+
+    def version(self) -> str | None:
+        return version()
+
+    def precisions(self, machine) -> tuple:
+        """OpenVINO runs here on the CPU only; bfloat16 where the CPU computes it."""
+        if machine.gpu or not self.is_available():
+            return ()
+        return ("float32", "bfloat16") if machine.native_bfloat16 else ("float32",)
+
+    def network_precision(self, precision: str) -> str:
+        return "float32"  # the float32 network is converted; OpenVINO computes in `precision`
+
+    def prepare(self, network, precision: str):
+        from ..networks import NETWORKS
+
+        if network.precision != "float32":
+            raise ValueError("OpenVINO converts the float32 network; build it with precision='float32'.")
+
+        def make():
+            def run(batch):
+                return compiled_network(network.model, precision, takes_images=network.takes_images).predict(batch)
+
+            return dataclasses.replace(network, engine=NAME, precision=precision, runner=run)
+
+        return NETWORKS.variant(network, (NAME, precision), make)
+
+    def is_prepared(self, network, precision: str) -> bool:
+        return is_compiled(network.model, precision) or is_on_disk(network.model, network.takes_images)
+
+
+ENGINE = OpenVINOEngine()

@@ -1,0 +1,82 @@
+"""What the commands that read images share: their sources, their unreadable
+images, the optional libraries they need, and their tables."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets import IMAGE_EXTENSIONS, collect_images
+from ..exceptions import ImageReadWarning
+from . import UserError
+
+
+def collect(command, source):
+    """The image paths of ``source`` (see :func:`skptm.datasets.collect_images`), as str.
+
+    Returns
+    -------
+    paths : list of str or None
+        ``None`` when there are none, after saying so on stderr (the caller
+        exits with code 2).
+    """
+    paths = collect_images(source)
+    if paths:
+        return [str(path) for path in paths]
+    print(
+        f"skptm {command}: error: no images found in {source!r} (looked for {', '.join(IMAGE_EXTENSIONS)} files"
+        + (", recursively)." if Path(source).is_dir() else ", one path per line)."),
+        file=sys.stderr,
+    )
+    return None
+
+
+@contextlib.contextmanager
+def naming_unreadable_ourselves():
+    """Silence :class:`~skptm.ImageReadWarning`: the command names the
+    unreadable images itself, once, at the end."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ImageReadWarning)
+        yield
+
+
+def unreadable(paths, rows):
+    """The paths whose rows are all NaN (images that could not be read)."""
+    return [path for path, bad in zip(paths, np.isnan(rows).all(axis=1), strict=True) if bad]
+
+
+def listing(items, limit=5):
+    """``a, b, c, d, e, and 3 more``.
+
+    Examples
+    --------
+    >>> listing(list("abcdefgh"))
+    'a, b, c, d, e, and 3 more'
+    """
+    return ", ".join(map(str, items[:limit])) + (f", and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def require(module, purpose, install):
+    """A :class:`UserError` saying how to install ``module`` when it is missing,
+    checked before any work starts."""
+    if importlib.util.find_spec(module) is None:
+        raise UserError(f"{purpose} needs {module}, which is not installed: {install}")
+
+
+def print_table(header, rows, right=()):
+    """Columns of text, a rule under the header; the columns in ``right`` right-aligned."""
+    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
+
+    def line(row):
+        cells = [str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        return "  ".join(cells).rstrip()
+
+    print(line(header))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print(line(row))

@@ -1,0 +1,69 @@
+"""The prior: engine speeds measured on the machines skptm was developed on.
+
+``prior.json`` beside this module holds one table per machine kind, written
+by ``benchmarks/engine_table.py``, each with the machine (CPU model,
+instruction set, cores) and the conditions it was measured under. It is
+read for two things only: what to expect of each configuration on a machine
+of the same instruction set (``skptm backbones --engines``), and how long a
+job will take on TensorFlow before this machine is measured (whether
+measuring is worth it). What runs is decided from measurements made here
+(:mod:`.decision`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+PRIOR_FILE = Path(__file__).with_name("prior.json")
+
+#: The input size the prior tables were measured at (pixels, square).
+PRIOR_SIZE = 160
+
+
+@functools.cache
+def tables() -> tuple:
+    """Every machine's table, as stored."""
+    return tuple(json.loads(PRIOR_FILE.read_text())["machines"])
+
+
+def table_for(machine) -> dict | None:
+    """The table of a machine with ``machine``'s instruction set and architecture, if
+    any (one with the same number of cores first)."""
+    same_kind = [
+        table
+        for table in tables()
+        if (table["machine"]["instruction_set"], table["machine"]["architecture"])
+        == (machine.instruction_set, machine.architecture)
+    ]
+    same_kind.sort(key=lambda table: table["machine"].get("cores") != machine.cores)
+    return same_kind[0] if same_kind else None
+
+
+def tensorflow_rate(name: str, input_size) -> float | None:
+    """A cautious TensorFlow float32 rate (images/s) for ``name`` at ``input_size``:
+    the lowest over the prior's machines, scaled by the input's pixels."""
+    rates = [table["images_per_second"].get(name, {}).get("tensorflow/float32") for table in tables()]
+    rates = [rate["median"] for rate in rates if rate]
+    if not rates:
+        return None
+    height, width = input_size
+    return min(rates) * PRIOR_SIZE * PRIOR_SIZE / (height * width)
+
+
+def expected_speedups(name: str, machine) -> dict | None:
+    """Each configuration's speed relative to TensorFlow float32 on a machine like
+    ``machine`` (same instruction set), with that machine's description; ``None``
+    when no such machine was measured."""
+    table = table_for(machine)
+    if table is None:
+        return None
+    rates = table["images_per_second"].get(name)
+    if not rates:
+        return None
+    base = rates["tensorflow/float32"]["median"]
+    return {
+        "machine": table["machine"],
+        "speedups": {config: rate["median"] / base for config, rate in rates.items()},
+    }

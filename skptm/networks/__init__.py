@@ -1,0 +1,42 @@
+"""Every network skptm runs, assembled in one place and cached per process.
+
+* :mod:`.layers`: the layers around a backbone (preprocessing, pooling);
+* :mod:`.weights`: building a backbone with its weights, offline messages;
+* :mod:`.fingerprints`: content keys of weights and models;
+* :mod:`.assembly`: a backbone to a feature network, and the fine-tuning model;
+* :mod:`.cache`: the process-wide cache (:data:`~.cache.NETWORKS`);
+* :mod:`.description`: :class:`FeatureNetwork`, what callers get.
+
+Engines (:mod:`skptm.engines`) run these networks; estimators ask for them
+here and never assemble one themselves.
+"""
+
+from .assembly import as_size, feature_names, wrap
+from .cache import NETWORKS, backbone_takes_table, cache_info, clear_network_cache, get_feature_network
+from .description import FeatureNetwork
+from .fingerprints import base_fingerprint, fingerprint, model_identity
+from .layers import ImagePreprocessing, get_layer, global_pool, quiet_retracing_warnings
+from .weights import RANDOM_WEIGHTS_SEED, fetch_weights, private_copy, reinitialize_random_weights
+
+__all__ = [
+    "NETWORKS",
+    "RANDOM_WEIGHTS_SEED",
+    "FeatureNetwork",
+    "ImagePreprocessing",
+    "as_size",
+    "backbone_takes_table",
+    "base_fingerprint",
+    "cache_info",
+    "clear_network_cache",
+    "feature_names",
+    "fetch_weights",
+    "fingerprint",
+    "get_feature_network",
+    "get_layer",
+    "global_pool",
+    "model_identity",
+    "private_copy",
+    "quiet_retracing_warnings",
+    "reinitialize_random_weights",
+    "wrap",
+]

@@ -1,0 +1,101 @@
+"""The layers skptm puts around a backbone: preprocessing inside the graph, and pooling."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import keras
+import numpy as np
+
+_IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
+_IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+_IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+
+
+@keras.saving.register_keras_serializable(package="skptm")
+class ImagePreprocessing(keras.layers.Layer):
+    """Raw RGB in 0-255 to the input a ``keras.applications`` family expects.
+
+    The same arithmetic, in the same order, as the family's
+    ``preprocess_input``, but inside the graph, on a copy, for any batch.
+
+    Parameters
+    ----------
+    family : {"caffe", "tf", "torch"}
+        ``"caffe"``: RGB to BGR, subtract the ImageNet mean. ``"tf"``: scale
+        to [-1, 1]. ``"torch"``: scale to [0, 1], normalise with the ImageNet
+        mean and standard deviation.
+    """
+
+    def __init__(self, family, **kwargs):
+        super().__init__(**kwargs)
+        if family not in ("caffe", "tf", "torch"):  # "none" has no layer: nothing to do
+            raise ValueError(f"Unknown preprocessing family. Received: family={family!r}")
+        self.family = family
+
+    def call(self, inputs):
+        x = keras.ops.cast(inputs, self.compute_dtype)
+        if self.family == "tf":
+            return x / 127.5 - 1.0
+        if self.family == "torch":
+            x = x / 255.0
+            return (x - np.asarray(_IMAGENET_MEAN_RGB, "float32")) / np.asarray(_IMAGENET_STD_RGB, "float32")
+        return keras.ops.flip(x, axis=-1) - np.asarray(_IMAGENET_MEAN_BGR, "float32")
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "family": self.family}
+
+
+class _RetracingFilter(logging.Filter):
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_retracing_warnings():
+    """Drop TensorFlow's "tf.function retracing" warning inside the block.
+
+    Every network skptm builds gets its own predict and train functions, and
+    TensorFlow warns once a few of them have been traced, which is expected
+    here and says nothing to the user. Only that message is filtered, only
+    while skptm runs; the filter is removed afterwards.
+    """
+    logger = logging.getLogger("tensorflow")
+    log_filter = _RetracingFilter()
+    logger.addFilter(log_filter)
+    try:
+        yield
+    finally:
+        logger.removeFilter(log_filter)
+
+
+def get_layer(base, name, parameter="layer"):
+    """``base``'s layer ``name``, or a ``ValueError`` listing the closest names."""
+    names = [layer.name for layer in base.layers]
+    if name not in names:
+        import difflib
+
+        close = difflib.get_close_matches(name, names, n=5, cutoff=0.4)
+        hint = f" Closest: {', '.join(map(repr, close))}." if close else ""
+        raise ValueError(
+            f"Backbone {base.name!r} has no layer named {name!r}.{hint} "
+            f"See [layer.name for layer in model.layers]. Received: {parameter}={name!r}"
+        )
+    return base.get_layer(name)
+
+
+def global_pool(tensor, pooling):
+    """Pool a feature map to a vector: ``(pooled tensor, label for feature names)``."""
+    if len(tensor.shape) == 2:
+        return tensor, "out"
+    if len(tensor.shape) != 4:
+        return keras.layers.Flatten()(tensor), "flat"
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D()(tensor), "avg"
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D()(tensor), "max"
+    return keras.layers.Flatten()(tensor), "flat"

@@ -1,0 +1,231 @@
+"""The engine decision: measured where it runs, fixed once, never a first-call cliff.
+
+The rules are tested with measurements written here (the shape
+:func:`skptm.engines.calibration.measure` returns), so that each case says
+what it checks whatever machine runs the suite; one test measures for real.
+"""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from skptm import FineTunedClassifier, PretrainedFeatureTransformer
+from skptm.engines import calibration, decision, get_engine
+from skptm.engines.machine import Machine, machine_key, this_machine
+
+from .conftest import LIGHT, SIZE
+
+has_openvino = get_engine("openvino").is_available()
+needs_openvino = pytest.mark.skipif(not has_openvino, reason="OpenVINO is not installed (the test extra has it)")
+
+
+@pytest.fixture
+def fresh(tmp_path, monkeypatch):
+    """An empty skptm cache folder and no decision taken yet in this process."""
+    monkeypatch.setenv("SKPTM_CACHE_DIR", str(tmp_path))
+    decision.clear()
+    yield tmp_path
+    decision.clear()
+
+
+def rate(median, spread=0.05):
+    return {"median": median, "low": median * (1 - spread), "high": median * (1 + spread)}
+
+
+def measurement(name=LIGHT, size=SIZE, rates=None, cosine=None, conversion=2.0):
+    """A measurement as calibration.measure returns it."""
+    rates = rates or {"tensorflow/float32": rate(100), "openvino/float32": rate(200)}
+    return {
+        "format": calibration.FORMAT_VERSION,
+        "backbone": name,
+        "size_class": calibration.size_class((size, size)),
+        "input_size": [size, size],
+        "rates": rates,
+        "cosine": cosine or dict.fromkeys(rates, 0.999999),
+        "conversion_seconds": {"openvino": conversion},
+    }
+
+
+# -- the rules ------------------------------------------------------------------------------------
+
+
+def test_without_a_measurement_auto_is_tensorflow_float32(fresh):
+    for precision in ("auto", "float32"):
+        choice = decision.choose("auto", precision, "convnext_tiny", (SIZE, SIZE))
+        assert (choice.engine, choice.precision) == ("tensorflow", "float32")
+        assert "not measured" in choice.reason
+    assert decision.choose("tensorflow", "bfloat16", "vgg16").precision == "bfloat16"  # asked: kept
+
+
+def test_a_clearly_faster_measured_engine_is_chosen():
+    entry = measurement()
+    assert decision.best_measured(entry, "auto", "float32").label == "openvino/float32"
+    assert decision.best_measured(entry, "tensorflow", "float32").label == "tensorflow/float32"
+
+
+def test_overlapping_rounds_or_a_small_gain_keep_tensorflow():
+    overlapping = measurement(rates={"tensorflow/float32": rate(100, 0.3), "openvino/float32": rate(125, 0.1)})
+    assert decision.best_measured(overlapping, "auto", "float32").label == "tensorflow/float32"
+    small = measurement(rates={"tensorflow/float32": rate(100, 0.001), "openvino/float32": rate(103, 0.001)})
+    assert decision.best_measured(small, "auto", "float32").label == "tensorflow/float32"
+
+
+def test_inaccurate_configurations_are_never_chosen():
+    entry = measurement(cosine={"tensorflow/float32": 1.0, "openvino/float32": 0.999})
+    assert decision.best_measured(entry, "auto", "float32").label == "tensorflow/float32"
+
+
+def test_precision_limits_the_candidates():
+    rates = {
+        "tensorflow/float32": rate(100),
+        "tensorflow/bfloat16": rate(150),
+        "openvino/float32": rate(120),
+        "openvino/bfloat16": rate(300),
+    }
+    entry = measurement(rates=rates)
+    assert decision.best_measured(entry, "auto", "float32").label == "openvino/float32"
+    assert decision.best_measured(entry, "auto", "auto").label == "openvino/bfloat16"
+    assert decision.best_measured(entry, "auto", "bfloat16").label == "openvino/bfloat16"
+    assert decision.best_measured(entry, "tensorflow", "auto").label == "tensorflow/bfloat16"
+    no_bfloat16 = measurement()  # an AVX2 machine measures float32 only
+    assert decision.best_measured(no_bfloat16, "auto", "bfloat16").label == "tensorflow/bfloat16"  # as asked
+
+
+def test_machines_of_other_kinds_never_share_measurements():
+    here = this_machine()
+    other_flags = tuple(sorted({*here.flags} ^ {"avx512f"}))
+    others = [
+        Machine(here.architecture, here.cpu_model, other_flags, here.cores, here.gpu),
+        Machine(here.architecture, here.cpu_model, here.flags, here.cores + 1, here.gpu),
+        Machine(here.architecture, "another CPU", here.flags, here.cores, here.gpu),
+        Machine(here.architecture, here.cpu_model, here.flags, here.cores, "a GPU"),
+    ]
+    keys = {machine_key(here), *(machine_key(machine) for machine in others)}
+    assert len(keys) == 5
+    assert machine_key(here) == machine_key(this_machine())
+
+
+def test_the_prior_is_never_applied_to_another_instruction_set():
+    from skptm.engines.prior import expected_speedups, tables
+
+    for table in tables():
+        measured_on = table["machine"]
+        assert measured_on["cpu_model"] and measured_on["instruction_set"] and measured_on["cores"]
+        other = Machine(measured_on["architecture"], "x", ("sse2",), 2, None)
+        assert expected_speedups("resnet50", other) is None
+
+
+# -- measured where it runs, once ------------------------------------------------------------------
+
+
+@needs_openvino
+def test_a_measurement_here_decides_and_is_kept_for_the_process(fresh):
+    size = (SIZE, SIZE)
+    assert decision.choose("auto", "float32", LIGHT, size).engine == "tensorflow"
+    calibration.save(measurement())
+    # Decided once per process: a measurement made meanwhile changes nothing here...
+    assert decision.choose("auto", "float32", LIGHT, size).engine == "tensorflow"
+    decision.clear()
+    # ... and decides for the next process.
+    assert decision.choose("auto", "float32", LIGHT, size).label == "openvino/float32"
+
+
+@needs_openvino
+def test_calibrate_measures_once_with_real_photos(fresh):
+    [entry] = calibration.calibrate([LIGHT], weights=None, input_size=32, verbose=0)
+    assert set(entry["rates"]) == set(calibration.configurations())
+    for config, measured in entry["rates"].items():
+        assert 0 < measured["low"] <= measured["median"] <= measured["high"], config
+    assert entry["cosine"]["openvino/float32"] >= 0.9999
+    assert entry["conversion_seconds"]["openvino"] > 0
+    stored = list((fresh / "calibration").rglob("*.json"))
+    assert len(stored) == 1 and json.loads(stored[0].read_text()) == entry
+    assert calibration.calibrate([LIGHT], weights=None, input_size=32, verbose=0) == [entry]  # not again
+
+
+def test_cosines_have_no_floor():
+    tiny = np.array([[1e-13, 2e-13, 0.0]], np.float32)
+    assert calibration.cosines(tiny, tiny)[0] == pytest.approx(1.0)
+    assert calibration.cosines(tiny, -tiny)[0] == pytest.approx(-1.0)
+    assert calibration.cosines(np.zeros((1, 3)), np.zeros((1, 3)))[0] == 1.0
+    assert calibration.cosines(np.zeros((1, 3)), tiny)[0] == 0.0
+
+
+@needs_openvino
+def test_a_large_first_job_measures_the_machine_first(fresh, monkeypatch):
+    monkeypatch.setattr(decision, "AUTO_CALIBRATION_SECONDS", 0.0)
+    monkeypatch.setattr(calibration, "ROUNDS", 2)
+    monkeypatch.setattr(calibration, "ROUND_SECONDS", 0.05)
+    choice = decision.choose("auto", "float32", LIGHT, (SIZE, SIZE), weights=None, n_items=10_000)
+    assert calibration.load(LIGHT, (SIZE, SIZE)) is not None
+    assert "measured here" in choice.reason
+
+
+# -- the same numbers whatever the history ------------------------------------------------------------
+
+
+@pytest.fixture
+def openvino_measured(fresh):
+    """A machine where OpenVINO was measured faster for the light network."""
+    if not has_openvino:
+        pytest.skip("OpenVINO is not installed")
+    calibration.save(
+        measurement(rates={"tensorflow/float32": rate(100), "openvino/float32": rate(300)}, conversion=0.1)
+    )
+    return fresh
+
+
+def test_transform_does_not_depend_on_earlier_calls(openvino_measured):
+    X = np.random.default_rng(0).integers(0, 256, (40, SIZE, SIZE, 3), dtype=np.uint8)
+    transformer = PretrainedFeatureTransformer(LIGHT, weights=None, input_size=SIZE)
+    before = transformer.transform(X[:5])
+    transformer.transform(X)  # a large call
+    np.testing.assert_array_equal(transformer.transform(X[:5]), before)
+    assert transformer._network().engine == "openvino"
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(transformer)).transform(X[:5]), before)
+
+
+def test_a_fitted_model_keeps_its_engine(openvino_measured, colours):
+    X, y = colours
+    clf = FineTunedClassifier(LIGHT, weights=None, input_size=32, unfreeze=0, random_state=0).fit(X[:12], y[:12])
+    assert (clf.engine_, clf.precision_) == ("tensorflow", "float32")  # 12 images never repay a conversion
+    before = clf.predict_proba(X[:5])
+    big = np.concatenate([X] * 20)
+    clf.predict_proba(big)  # a large call converts nothing and switches nothing
+    np.testing.assert_array_equal(clf.predict_proba(X[:5]), before)
+    restored = pickle.loads(pickle.dumps(clf))
+    assert (restored.engine_, restored.precision_) == (clf.engine_, clf.precision_)
+    np.testing.assert_array_equal(restored.predict_proba(X[:5]), before)
+    many = FineTunedClassifier(LIGHT, weights=None, input_size=32, unfreeze=0, random_state=0)
+    many.fit(np.concatenate([X] * 4), np.concatenate([y] * 4))
+    assert many.engine_ == "openvino"  # 96 images repay the (measured) 0.1 s conversion
+    np.testing.assert_array_equal(many.predict_proba(X[:5]), many.predict_proba(X[:5]))
+
+
+FIRST_CALL = """
+import json, sys, time
+import numpy as np
+start = time.perf_counter()
+from skptm import PretrainedFeatureTransformer
+from skptm.engines import openvino
+X = np.random.default_rng(0).integers(0, 256, (32, 48, 48, 3), dtype=np.uint8)
+transformer = PretrainedFeatureTransformer("{backbone}", weights=None, input_size=48)
+transformer.transform(X)
+print(json.dumps({{"engine": transformer._network().engine, "conversions": openvino.cache_info()["conversions"]}}))
+"""
+
+
+def test_a_first_call_in_a_fresh_process_converts_nothing(tmp_path):
+    """No first-call cliff: with an empty cache folder nothing is converted
+    (benchmarks/first_call.py times it against TensorFlow alone)."""
+    script = textwrap.dedent(FIRST_CALL.format(backbone="resnet50"))
+    env = {**os.environ, "SKPTM_CACHE_DIR": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.splitlines()[-1]) == {"engine": "tensorflow", "conversions": 0}
