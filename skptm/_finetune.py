@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
@@ -39,30 +39,20 @@ from sklearn.utils import check_random_state
 
 from ._batches import ItemSource, decode_once, default_n_threads
 from ._features import extract_features, make_source
-from ._heads import (
-    HEAD_PATIENCE,
-    FixedAffine,
-    build_head,
-    fit_linear_probe,
-    set_output_affine,
-    set_standardization,
-)
+from ._heads import HEAD_PATIENCE, build_head, fit_linear_probe, set_standardization
 from ._unfreeze import layer_at, select_unfrozen, set_trainable
 from .engines import get_engine, prepare
 from .engines.decision import Choice, choose
 from .networks import (
     FeatureNetwork,
-    ImagePreprocessing,
+    TrainedModel,
+    build_model,
     fingerprint,
     get_feature_network,
-    global_pool,
-    private_copy,
     quiet_retracing_warnings,
     reinitialize_random_weights,
 )
 from .networks.precision import dtype_policy_scope
-
-LIGHT_AUGMENTATION = "light"
 
 
 @dataclass(frozen=True)
@@ -80,72 +70,6 @@ class Task:
     metrics: tuple
     classification: bool
     output_affine: tuple | None = None
-
-
-# -- the model ------------------------------------------------------------------------
-
-
-@dataclass
-class TrainedModel:
-    """A fine-tuned model, its parts, and the paths needed to rebuild or slim it down."""
-
-    model: object  # keras.Model: raw input -> predictions in the targets' units
-    trainee: object  # keras.Model: raw input -> what the loss sees (standardised targets)
-    features: object  # keras.Model: raw input -> pooled backbone features (transform)
-    base: object  # the private backbone copy inside ``model``
-    head: object  # keras.Sequential on pooled features
-    unfrozen: tuple  # paths of the backbone layers trained in phase 2
-
-
-def build_model(network: FeatureNetwork, pooling, head, augment, seed, task: Task) -> TrainedModel:
-    """[augment] -> preprocessing -> private backbone copy -> pool -> head [-> target scale].
-
-    The backbone is always a private copy of ``network.base`` (same
-    weights): training it, or anything a user does to ``model_``, never
-    touches the per-process cache that transformers share.
-    """
-    base = private_copy(network.base)
-    base.trainable = False
-    if network.takes_images:
-        inputs = keras.Input((*network.input_size, 3), name="rgb_0_255")
-        x = inputs
-        augmentation = make_augmentation(augment, seed)
-        if augmentation is not None:
-            x = augmentation(x)
-        if network.preprocessing != "none":
-            x = ImagePreprocessing(network.preprocessing, name="preprocessing")(x)
-        pooled, _ = global_pool(base(x, training=False), pooling)
-    else:
-        inputs = keras.Input((network.n_input_features,), name="table")
-        pooled = base(inputs, training=False)
-    outputs = head(pooled)
-    trainee = keras.Model(inputs, outputs, name="skptm_finetuned")
-    model = trainee
-    if task.output_affine is not None:
-        target_scale = FixedAffine(task.n_outputs, name="target_scale")
-        model = keras.Model(inputs, target_scale(outputs), name="skptm_finetuned")
-        set_output_affine(target_scale, *task.output_affine)
-    features = keras.Model(inputs, pooled, name="skptm_finetuned_features")
-    return TrainedModel(model, trainee, features, base, head, ())
-
-
-def make_augmentation(augment, seed):
-    """``None``, the ``"light"`` preset, or the user's Keras layer."""
-    if augment is None:
-        return None
-    if isinstance(augment, str):
-        if augment != LIGHT_AUGMENTATION:
-            raise ValueError(f"augment must be None, 'light' or a Keras layer. Received: augment={augment!r}")
-        return keras.Sequential(
-            [
-                keras.layers.RandomFlip("horizontal", seed=seed),
-                keras.layers.RandomRotation(0.05, fill_mode="reflect", seed=seed + 1),
-                keras.layers.RandomZoom(0.1, fill_mode="reflect", seed=seed + 2),
-                keras.layers.RandomContrast(0.1, value_range=(0, 255), seed=seed + 3),
-            ],
-            name="augmentation",
-        )
-    return augment
 
 
 # -- data ----------------------------------------------------------------------------------
@@ -256,110 +180,147 @@ def train(params, X, targets, sample_weight, *, task: Task, validation_split, ca
     probe_network = head_phase_network(params, network, n)
     train_idx, val_idx = validation_split(n, seed)
     unfrozen = select_unfrozen(network.base, params["unfreeze"]) if params["finetune_epochs"] else ()
-    # The head and the layers around the backbone compute in float32 whatever
-    # policy the user set (the backbone copy keeps the precision it was built in).
-    with dtype_policy_scope("float32"):
-        head = build_head(
-            network.n_features,
-            params["hidden_units"],
-            params["dropout"],
-            task.n_outputs,
-            task.activation,
-            seed,
-        )
-        reinitialize_random_weights(head, seed)  # seeded per weight, not from global random
-        trained = build_model(network, params["pooling"], head, params["augment"], seed, task)
+    trained = _assemble(network, params, task, seed)
     trained.unfrozen = unfrozen
-    batch_size = params["batch_size"]
     if unfrozen:  # read files once per fit, not once per epoch
-        source = decode_once(source, batch_size, params["n_jobs"])
-    history, n_epochs = {}, {}
-
+        source = decode_once(source, params["batch_size"], params["n_jobs"])
     with ThreadPoolExecutor(default_n_threads(params["n_jobs"]), thread_name_prefix="skptm-train") as pool:
-
-        def batches(inputs, indices, shuffle):
-            return StreamedBatches(
-                inputs, indices, targets, sample_weight, batch_size, shuffle=shuffle, seed=seed, pool=pool
-            )
-
-        def fit_phase(name, trainee, inputs, epochs, learning_rate, keep_best):
-            optimizer = keras.optimizers.Adam(learning_rate)
-            if network.precision == "float16":  # float16 gradients underflow without it
-                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-            trainee.compile(optimizer=optimizer, loss=task.loss, metrics=list(task.metrics))
-            # Keras attaches the model to every callback: give it copies, so
-            # that the user's callbacks (an estimator parameter) never hold a
-            # trained model. State they record in shared lists stays visible.
-            phase_callbacks = [copy.copy(callback) for callback in callbacks or ()]
-            phase_callbacks.append(keep_best)
-            with quiet_retracing_warnings():
-                result = trainee.fit(
-                    batches(inputs, train_idx, True),
-                    validation_data=batches(inputs, val_idx, False) if val_idx is not None else None,
-                    epochs=epochs,
-                    shuffle=False,
-                    callbacks=phase_callbacks,
-                    verbose=2 if params["verbose"] >= 2 else 0,
-                )
-            history[name] = _as_floats(result.history)
-            n_epochs[name] = len(result.history.get("loss", []))
-
-        def evaluate(model, inputs, indices):
-            with quiet_retracing_warnings():
-                return model.evaluate(batches(inputs, indices, False), verbose=0, return_dict=True)
-
-        monitor = "val_loss" if val_idx is not None else "loss"
-
-        # Phase 1: the head on features computed once.
+        session = _Session(params, task, network, targets, sample_weight, train_idx, val_idx, seed, pool, callbacks)
         features = extract_features(
             probe_network,
             source,
-            batch_size=batch_size,
+            batch_size=params["batch_size"],
             n_jobs=params["n_jobs"],
             verbose=params["verbose"],
             cache=params["cache"],
         )
-        set_standardization(head, features[train_idx], sample_weight[train_idx])
-        if not params["head_epochs"]:
-            history["head"], n_epochs["head"] = {}, 0
-        elif params["hidden_units"]:
-            keep_best = KeepBest(monitor, patience=HEAD_PATIENCE)
-            fit_phase("head", head, features, params["head_epochs"], params["learning_rate"], keep_best)
-        else:
-            fit_linear_probe(
-                head,
-                features[train_idx],
-                targets[train_idx],
-                sample_weight[train_idx],
-                classification=task.classification,
-                seed=seed,
-            )
-            head.compile(loss=task.loss, metrics=list(task.metrics))
-            history["head"] = {key: [float(value)] for key, value in evaluate(head, features, train_idx).items()}
-            if val_idx is not None:
-                validation = evaluate(head, features, val_idx)
-                history["head"].update({f"val_{key}": [float(value)] for key, value in validation.items()})
-            n_epochs["head"] = 1
-
-        # Phase 2: unfreeze the top layers, recompile, train at a lower rate.
+        _fit_head(session, trained.head, features)
         if unfrozen:
-            baseline = None
-            if val_idx is not None:  # the head-only model is a candidate
-                head.compile(loss=task.loss)
-                baseline = evaluate(head, features, val_idx)["loss"]
-            keep_best = KeepBest(
-                monitor, baseline=baseline, patience=params["patience"] if params["early_stopping"] else None
-            )
-            set_trainable(trained.base, unfrozen)
-            schedule = warmup_cosine(
-                params["finetune_learning_rate"], params["finetune_epochs"], -(-len(train_idx) // batch_size)
-            )
-            fit_phase("finetune", trained.trainee, source, params["finetune_epochs"], schedule, keep_best)
-            set_trainable(trained.base, ())
+            _fine_tune(session, trained, source, features)
         else:
-            history["finetune"], n_epochs["finetune"] = {}, 0
+            session.history["finetune"], session.n_epochs["finetune"] = {}, 0
+    return trained, session.history, session.n_epochs, network
 
-    return trained, history, n_epochs, network
+
+def _assemble(network, params, task, seed) -> TrainedModel:
+    """The model to train: a new head, seeded per weight, on a private backbone copy.
+
+    The head and the layers around the backbone compute in float32 whatever
+    policy the user set (the backbone copy keeps the precision it was built in).
+    """
+    with dtype_policy_scope("float32"):
+        head = build_head(
+            network.n_features, params["hidden_units"], params["dropout"], task.n_outputs, task.activation, seed
+        )
+        reinitialize_random_weights(head, seed)  # seeded per weight, not from global random
+        return build_model(network, params["pooling"], head, params["augment"], seed, task.output_affine)
+
+
+@dataclass
+class _Session:
+    """What both phases of one fit share: data, split, seed, the decoding pool,
+    the user's callbacks, and the history they fill."""
+
+    params: dict
+    task: Task
+    network: FeatureNetwork
+    targets: np.ndarray
+    sample_weight: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray | None
+    seed: int
+    pool: ThreadPoolExecutor
+    callbacks: list | None
+    history: dict = field(default_factory=dict)
+    n_epochs: dict = field(default_factory=dict)
+
+    @property
+    def monitor(self) -> str:
+        return "val_loss" if self.val_idx is not None else "loss"
+
+    def batches(self, inputs, indices, shuffle):
+        return StreamedBatches(
+            inputs,
+            indices,
+            self.targets,
+            self.sample_weight,
+            self.params["batch_size"],
+            shuffle=shuffle,
+            seed=self.seed,
+            pool=self.pool,
+        )
+
+    def evaluate(self, model, inputs, indices) -> dict:
+        with quiet_retracing_warnings():
+            return model.evaluate(self.batches(inputs, indices, False), verbose=0, return_dict=True)
+
+    def fit(self, name, trainee, inputs, epochs, learning_rate, keep_best) -> None:
+        """Compile ``trainee`` and train it on ``inputs``; record phase ``name``."""
+        optimizer = keras.optimizers.Adam(learning_rate)
+        if self.network.precision == "float16":  # float16 gradients underflow without it
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        trainee.compile(optimizer=optimizer, loss=self.task.loss, metrics=list(self.task.metrics))
+        # Keras attaches the model to every callback: give it copies, so that
+        # the user's callbacks (an estimator parameter) never hold a trained
+        # model. State they record in shared lists stays visible.
+        phase_callbacks = [copy.copy(callback) for callback in self.callbacks or ()]
+        phase_callbacks.append(keep_best)
+        validation = self.batches(inputs, self.val_idx, False) if self.val_idx is not None else None
+        with quiet_retracing_warnings():
+            result = trainee.fit(
+                self.batches(inputs, self.train_idx, True),
+                validation_data=validation,
+                epochs=epochs,
+                shuffle=False,
+                callbacks=phase_callbacks,
+                verbose=2 if self.params["verbose"] >= 2 else 0,
+            )
+        self.history[name] = _as_floats(result.history)
+        self.n_epochs[name] = len(result.history.get("loss", []))
+
+
+def _fit_head(session: _Session, head, features) -> None:
+    """Phase 1: the head on features computed once (solved exactly when linear)."""
+    params, train_idx, val_idx = session.params, session.train_idx, session.val_idx
+    set_standardization(head, features[train_idx], session.sample_weight[train_idx])
+    if not params["head_epochs"]:
+        session.history["head"], session.n_epochs["head"] = {}, 0
+    elif params["hidden_units"]:
+        keep_best = KeepBest(session.monitor, patience=HEAD_PATIENCE)
+        session.fit("head", head, features, params["head_epochs"], params["learning_rate"], keep_best)
+    else:
+        fit_linear_probe(
+            head,
+            features[train_idx],
+            session.targets[train_idx],
+            session.sample_weight[train_idx],
+            classification=session.task.classification,
+            seed=session.seed,
+        )
+        head.compile(loss=session.task.loss, metrics=list(session.task.metrics))
+        history = {key: [float(value)] for key, value in session.evaluate(head, features, train_idx).items()}
+        if val_idx is not None:
+            validation = session.evaluate(head, features, val_idx)
+            history.update({f"val_{key}": [float(value)] for key, value in validation.items()})
+        session.history["head"], session.n_epochs["head"] = history, 1
+
+
+def _fine_tune(session: _Session, trained: TrainedModel, source, features) -> None:
+    """Phase 2: unfreeze the top layers, recompile, train at a lower rate,
+    keeping the best weights (the head-only model included) by validation loss."""
+    params = session.params
+    baseline = None
+    if session.val_idx is not None:  # the head-only model is a candidate
+        trained.head.compile(loss=session.task.loss)
+        baseline = session.evaluate(trained.head, features, session.val_idx)["loss"]
+    keep_best = KeepBest(
+        session.monitor, baseline=baseline, patience=params["patience"] if params["early_stopping"] else None
+    )
+    set_trainable(trained.base, trained.unfrozen)
+    steps_per_epoch = -(-len(session.train_idx) // params["batch_size"])
+    schedule = warmup_cosine(params["finetune_learning_rate"], params["finetune_epochs"], steps_per_epoch)
+    session.fit("finetune", trained.trainee, source, params["finetune_epochs"], schedule, keep_best)
+    set_trainable(trained.base, ())
 
 
 def warmup_cosine(learning_rate, epochs, steps_per_epoch):
@@ -516,7 +477,7 @@ def import_state(state: dict, params, task: Task) -> tuple[TrainedModel, Feature
             task.activation,
             seed,
         )
-        trained = build_model(network, params["pooling"], head, params["augment"], seed, task)
+        trained = build_model(network, params["pooling"], head, params["augment"], seed, task.output_affine)
     head.set_weights(state["head"])
     for path, weights in state["unfrozen_weights"].items():
         layer_at(trained.base, path).set_weights(weights)

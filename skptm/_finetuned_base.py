@@ -410,6 +410,8 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         from .engines.decision import choose_for_fitted, fitted_choice
 
         if self.engine == "auto":
+            if not hasattr(self, "engine_"):  # fitted by skptm 0.1.0, which chose per call: TensorFlow
+                return fitted_choice("tensorflow", self._network.precision)
             return fitted_choice(self.engine_, self.precision_)
         return choose_for_fitted(
             self.engine,

@@ -18,6 +18,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
+from .networks.layers import FixedAffine
+
 #: L2 penalties RidgeCV chooses from by efficient leave-one-out (on
 #: standardised features: from almost none to very strong).
 RIDGE_ALPHAS = tuple(np.logspace(-3, 5, 17))
@@ -28,33 +30,6 @@ LOGISTIC_C = 1.0
 
 #: Epochs without improvement before a hidden-layer head stops training.
 HEAD_PATIENCE = 10
-
-
-@keras.saving.register_keras_serializable(package="skptm")
-class FixedAffine(keras.layers.Layer):
-    """``x * scale + offset`` per feature, with non-trainable weights.
-
-    Standardises the pooled features at the head's entrance and, for the
-    regressor, maps standardised outputs back to the target's units. Its
-    weights are set from data once; no optimiser ever moves them.
-    """
-
-    def __init__(self, units, **kwargs):
-        super().__init__(**kwargs)
-        self.units = int(units)
-
-    def build(self, input_shape):
-        self.scale = self.add_weight(shape=(self.units,), initializer="ones", trainable=False, name="scale")
-        self.offset = self.add_weight(shape=(self.units,), initializer="zeros", trainable=False, name="offset")
-
-    def call(self, inputs):
-        return keras.ops.cast(inputs, self.compute_dtype) * self.scale + self.offset
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units}
 
 
 def build_head(n_features, hidden_units, dropout, n_outputs, activation, seed):
@@ -108,8 +83,3 @@ def fit_linear_probe(head, features, targets, sample_weight, *, classification, 
         kernel = probe.coef_.reshape(n_outputs, -1).T
         bias = np.reshape(probe.intercept_, n_outputs)
     output.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
-
-
-def set_output_affine(layer, scale, offset) -> None:
-    """Map standardised outputs back to the targets' units: ``z * scale + offset``."""
-    layer.set_weights([np.asarray(scale, np.float32), np.asarray(offset, np.float32)])

@@ -61,7 +61,11 @@ class TabularBackbone:
 tabular_backbone = TabularBackbone()
 
 
-#: Small training budgets keep the ~100 fits of the checks fast.
+#: Small training budgets keep the ~100 fits of the checks fast: no validation
+#: split (its evaluations double a fit's cost). The classifier runs both
+#: phases, so that the checks cover Keras training; the regressor, which
+#: shares that training core (tests/test_finetune.py trains it), runs its
+#: linear probe only, which halves the checks' time.
 FINE_TUNING = {
     "backbone": tabular_backbone,
     "head_epochs": 20,
@@ -70,13 +74,14 @@ FINE_TUNING = {
     "finetune_epochs": 1,
     "finetune_learning_rate": 1e-3,
     "batch_size": 32,
+    "validation_fraction": None,
     "random_state": 0,
 }
 
 ESTIMATORS = [
     PretrainedFeatureTransformer(backbone=tabular_backbone, batch_size=16),
     FineTunedClassifier(**FINE_TUNING),
-    FineTunedRegressor(**FINE_TUNING),
+    FineTunedRegressor(**{**FINE_TUNING, "finetune_epochs": 0}),
 ]
 
 #: Every check expected to fail, with the reason. Keep this the only place; the
@@ -93,7 +98,7 @@ _FINE_TUNED_FAILURES = {
 EXPECTED_FAILED_CHECKS = {
     "PretrainedFeatureTransformer": {},
     "FineTunedClassifier": _FINE_TUNED_FAILURES,
-    "FineTunedRegressor": _FINE_TUNED_FAILURES,
+    "FineTunedRegressor": {},  # its probe is RidgeCV, solved exactly: weights are honoured exactly
 }
 
 

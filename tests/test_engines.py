@@ -194,7 +194,7 @@ def test_transform_does_not_depend_on_earlier_calls(openvino_measured):
 def test_a_fitted_model_keeps_its_engine(openvino_measured, colours):
     X, y = colours
     clf = FineTunedClassifier(LIGHT, weights=None, input_size=32, unfreeze=0, random_state=0).fit(X[:12], y[:12])
-    assert (clf.engine_, clf.precision_) == ("tensorflow", "float32")  # 12 images never repay a conversion
+    assert (clf.engine_, clf.precision_) == ("tensorflow", "float32")  # 12 images never repay 0.1 s
     before = clf.predict_proba(X[:5])
     big = np.concatenate([X] * 20)
     clf.predict_proba(big)  # a large call converts nothing and switches nothing

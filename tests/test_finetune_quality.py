@@ -11,7 +11,7 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 import skptm.networks as networks
 import skptm.networks.fingerprints as fingerprints
@@ -57,7 +57,10 @@ def test_head_with_unfreeze_0_is_standard_scaler_and_logistic_regression_value_f
 
     X, y = faint_colours(90, seed=5)
     train, test = np.arange(60), np.arange(60, 90)
-    pipe = make_pipeline(extractor(), StandardScaler(), LogisticRegression(C=LOGISTIC_C, max_iter=2000))
+    # In float64, as skptm solves the probe (in float32, scikit-learn's own rounding
+    # moves lbfgs's optimum by up to 1e-4).
+    as_float64 = FunctionTransformer(lambda features: features.astype(np.float64))
+    pipe = make_pipeline(extractor(), as_float64, StandardScaler(), LogisticRegression(C=LOGISTIC_C, max_iter=2000))
     expected = pipe.fit(X[train], y[train]).predict_proba(X[test])
     clf = classifier(unfreeze=0, validation_fraction=None).fit(X[train], y[train])
     np.testing.assert_allclose(clf.predict_proba(X[test]), expected, rtol=0, atol=1e-6)

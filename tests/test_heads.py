@@ -6,16 +6,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
-from skptm._heads import (
-    LOGISTIC_C,
-    RIDGE_ALPHAS,
-    FixedAffine,
-    build_head,
-    fit_linear_probe,
-    set_output_affine,
-    set_standardization,
-    standardized,
-)
+from skptm._heads import LOGISTIC_C, RIDGE_ALPHAS, build_head, fit_linear_probe, set_standardization, standardized
+from skptm.networks.layers import FixedAffine, set_affine
 
 N_FEATURES = 6
 
@@ -203,7 +195,7 @@ def test_a_single_regression_target_of_shape_n_by_1():
     np.testing.assert_allclose(head_output(head, F), ridge.predict(z).reshape(-1, 1), rtol=0, atol=2e-5)
 
 
-# -- FixedAffine and set_output_affine -------------------------------------------------------------
+# -- FixedAffine and set_affine -------------------------------------------------------------
 
 
 def test_fixed_affine_computes_x_times_scale_plus_offset_with_no_trainable_weight():
@@ -211,7 +203,7 @@ def test_fixed_affine_computes_x_times_scale_plus_offset_with_no_trainable_weigh
     x = np.array([[1, 2, 3], [0, 10, 255]], dtype=np.uint8)
     np.testing.assert_array_equal(layer(x), x.astype(np.float32))  # built as the identity
     assert layer.trainable_weights == [] and len(layer.non_trainable_weights) == 2
-    set_output_affine(layer, [2.0, -1.0, 0.5], np.array([10.0, 0.0, -3.0]))
+    set_affine(layer, [2.0, -1.0, 0.5], np.array([10.0, 0.0, -3.0]))
     expected = x.astype(np.float32) * np.float32([2.0, -1.0, 0.5]) + np.float32([10.0, 0.0, -3.0])
     result = layer(x)
     assert keras.ops.convert_to_numpy(result).dtype == np.float32

@@ -262,3 +262,21 @@ def test_import_skptm_does_not_import_skops():
     result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
+
+
+def test_files_written_by_skptm_0_1_0_still_load_and_predict_the_same():
+    """A classifier fitted and saved by skptm 0.1.0 (engine="auto", before
+    engine_ existed), as a pickle and as a skops file."""
+    import pickle
+    from pathlib import Path
+
+    import skptm
+
+    folder = Path(__file__).parent / "data" / "skptm-0.1.0"
+    expected = np.load(folder / "expected.npz")
+    with open(folder / "classifier.pkl", "rb") as file:
+        pickled = pickle.load(file)
+    loaded = skptm.load(folder / "classifier.skops")
+    for estimator in (pickled, loaded):
+        assert estimator.engine == "auto" and not hasattr(estimator, "engine_")
+        np.testing.assert_array_equal(estimator.predict_proba(expected["X"]), expected["proba"])

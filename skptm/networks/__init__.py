@@ -3,7 +3,8 @@
 * :mod:`.layers`: the layers around a backbone (preprocessing, pooling);
 * :mod:`.weights`: building a backbone with its weights, offline messages;
 * :mod:`.fingerprints`: content keys of weights and models;
-* :mod:`.assembly`: a backbone to a feature network, and the fine-tuning model;
+* :mod:`.assembly`: a backbone to a feature network, or to the fine-tuning model
+  (augmentation, preprocessing, backbone, pooling, head, target scale);
 * :mod:`.cache`: the process-wide cache (:data:`~.cache.NETWORKS`);
 * :mod:`.description`: :class:`FeatureNetwork`, what callers get.
 
@@ -11,15 +12,21 @@ Engines (:mod:`skptm.engines`) run these networks; estimators ask for them
 here and never assemble one themselves.
 """
 
-from .assembly import as_size, feature_names, wrap
+from .assembly import LIGHT_AUGMENTATION, TrainedModel, as_size, build_model, feature_names, make_augmentation, wrap
 from .cache import NETWORKS, backbone_takes_table, cache_info, clear_network_cache, get_feature_network
 from .description import FeatureNetwork
 from .fingerprints import base_fingerprint, fingerprint, model_identity
-from .layers import ImagePreprocessing, get_layer, global_pool, quiet_retracing_warnings
+from .layers import FixedAffine, ImagePreprocessing, get_layer, global_pool, quiet_retracing_warnings, set_affine
 from .weights import RANDOM_WEIGHTS_SEED, fetch_weights, private_copy, reinitialize_random_weights
 
 __all__ = [
+    "LIGHT_AUGMENTATION",
     "NETWORKS",
+    "FixedAffine",
+    "TrainedModel",
+    "build_model",
+    "make_augmentation",
+    "set_affine",
     "RANDOM_WEIGHTS_SEED",
     "FeatureNetwork",
     "ImagePreprocessing",

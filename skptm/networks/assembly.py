@@ -3,10 +3,13 @@ backbone (or some of its layers), pooling, names of the features."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 
 from .description import FeatureNetwork
-from .layers import ImagePreprocessing, get_layer, global_pool
+from .layers import FixedAffine, ImagePreprocessing, get_layer, global_pool, set_affine
+from .weights import private_copy
 
 
 def as_size(input_size):
@@ -118,3 +121,72 @@ def _image_size(base, base_shape, input_size):
             f"input_size={input_size}. Leave input_size=None to use its own size."
         )
     return tuple(fixed)
+
+
+LIGHT_AUGMENTATION = "light"
+
+
+# -- the fine-tuning model -------------------------------------------------------------
+
+
+@dataclass
+class TrainedModel:
+    """A fine-tuned model, its parts, and the paths needed to rebuild or slim it down."""
+
+    model: object  # keras.Model: raw input -> predictions in the targets' units
+    trainee: object  # keras.Model: raw input -> what the loss sees (standardised targets)
+    features: object  # keras.Model: raw input -> pooled backbone features (transform)
+    base: object  # the private backbone copy inside ``model``
+    head: object  # keras.Sequential on pooled features
+    unfrozen: tuple  # paths of the backbone layers trained in phase 2
+
+
+def build_model(network: FeatureNetwork, pooling, head, augment, seed, output_affine=None) -> TrainedModel:
+    """[augment] -> preprocessing -> private backbone copy -> pool -> head [-> target scale].
+
+    The backbone is always a private copy of ``network.base`` (same
+    weights): training it, or anything a user does to ``model_``, never
+    touches the per-process cache that transformers share.
+    """
+    base = private_copy(network.base)
+    base.trainable = False
+    if network.takes_images:
+        inputs = keras.Input((*network.input_size, 3), name="rgb_0_255")
+        x = inputs
+        augmentation = make_augmentation(augment, seed)
+        if augmentation is not None:
+            x = augmentation(x)
+        if network.preprocessing != "none":
+            x = ImagePreprocessing(network.preprocessing, name="preprocessing")(x)
+        pooled, _ = global_pool(base(x, training=False), pooling)
+    else:
+        inputs = keras.Input((network.n_input_features,), name="table")
+        pooled = base(inputs, training=False)
+    outputs = head(pooled)
+    trainee = keras.Model(inputs, outputs, name="skptm_finetuned")
+    model = trainee
+    if output_affine is not None:
+        target_scale = FixedAffine(outputs.shape[-1], name="target_scale")
+        model = keras.Model(inputs, target_scale(outputs), name="skptm_finetuned")
+        set_affine(target_scale, *output_affine)
+    features = keras.Model(inputs, pooled, name="skptm_finetuned_features")
+    return TrainedModel(model, trainee, features, base, head, ())
+
+
+def make_augmentation(augment, seed):
+    """``None``, the ``"light"`` preset, or the user's Keras layer."""
+    if augment is None:
+        return None
+    if isinstance(augment, str):
+        if augment != LIGHT_AUGMENTATION:
+            raise ValueError(f"augment must be None, 'light' or a Keras layer. Received: augment={augment!r}")
+        return keras.Sequential(
+            [
+                keras.layers.RandomFlip("horizontal", seed=seed),
+                keras.layers.RandomRotation(0.05, fill_mode="reflect", seed=seed + 1),
+                keras.layers.RandomZoom(0.1, fill_mode="reflect", seed=seed + 2),
+                keras.layers.RandomContrast(0.1, value_range=(0, 255), seed=seed + 3),
+            ],
+            name="augmentation",
+        )
+    return augment

@@ -99,3 +99,35 @@ def global_pool(tensor, pooling):
     if pooling == "max":
         return keras.layers.GlobalMaxPooling2D()(tensor), "max"
     return keras.layers.Flatten()(tensor), "flat"
+
+
+@keras.saving.register_keras_serializable(package="skptm")
+class FixedAffine(keras.layers.Layer):
+    """``x * scale + offset`` per feature, with non-trainable weights.
+
+    Standardises the pooled features at the head's entrance and, for the
+    regressor, maps standardised outputs back to the target's units. Its
+    weights are set from data once; no optimiser ever moves them.
+    """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(self.units,), initializer="ones", trainable=False, name="scale")
+        self.offset = self.add_weight(shape=(self.units,), initializer="zeros", trainable=False, name="offset")
+
+    def call(self, inputs):
+        return keras.ops.cast(inputs, self.compute_dtype) * self.scale + self.offset
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def set_affine(layer, scale, offset) -> None:
+    """Set a :class:`FixedAffine` layer to ``x * scale + offset``."""
+    layer.set_weights([np.asarray(scale, np.float32), np.asarray(offset, np.float32)])
