@@ -76,6 +76,25 @@ def test_overlapping_rounds_or_a_small_gain_keep_tensorflow():
     assert decision.best_measured(small, "auto", "float32").label == "tensorflow/float32"
 
 
+def test_paired_rounds_see_through_load_that_drifts():
+    """Rounds alternate, so a round compares both under the same load: a
+    machine whose load drifts gives overlapping ranges but clear ratios."""
+    tensorflow = [100.0, 60.0, 100.0, 70.0, 95.0]  # another process came and went
+    openvino = [130.0, 80.0, 128.0, 90.0, 125.0]
+    entry = measurement(
+        rates={
+            "tensorflow/float32": {"median": 95.0, "low": 60.0, "high": 100.0},
+            "openvino/float32": {"median": 125.0, "low": 80.0, "high": 130.0},
+        }
+    )
+    entry["round_rates"] = {"tensorflow/float32": tensorflow, "openvino/float32": openvino}
+    assert decision.best_measured(entry, "auto", "float32").label == "openvino/float32"
+    entry["round_rates"]["openvino/float32"] = [130.0, 55.0, 128.0, 90.0, 125.0]  # slower in one round: still
+    assert decision.best_measured(entry, "auto", "float32").label == "openvino/float32"
+    entry["round_rates"]["openvino/float32"] = [130.0, 55.0, 90.0, 90.0, 125.0]  # slower in two: not clearly
+    assert decision.best_measured(entry, "auto", "float32").label == "tensorflow/float32"
+
+
 def test_inaccurate_configurations_are_never_chosen():
     entry = measurement(cosine={"tensorflow/float32": 1.0, "openvino/float32": 0.999})
     assert decision.best_measured(entry, "auto", "float32").label == "tensorflow/float32"
@@ -142,6 +161,7 @@ def test_calibrate_measures_once_with_real_photos(fresh):
     assert set(entry["rates"]) == set(calibration.configurations())
     for config, measured in entry["rates"].items():
         assert 0 < measured["low"] <= measured["median"] <= measured["high"], config
+        assert len(entry["round_rates"][config]) == calibration.ROUNDS
     assert entry["cosine"]["openvino/float32"] >= 0.9999
     assert entry["conversion_seconds"]["openvino"] > 0
     stored = list((fresh / "calibration").rglob("*.json"))

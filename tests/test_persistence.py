@@ -20,7 +20,7 @@ import skptm._persistence
 from skptm import FineTunedClassifier, FineTunedRegressor, PretrainedFeatureTransformer
 from skptm._unfreeze import layer_at
 
-from .conftest import LIGHT
+from .conftest import LIGHT, assert_same_up_to_batching
 
 SIZE = 32
 FINETUNED = {
@@ -279,4 +279,5 @@ def test_files_written_by_skptm_0_1_0_still_load_and_predict_the_same():
     loaded = skptm.load(folder / "classifier.skops")
     for estimator in (pickled, loaded):
         assert estimator.engine == "auto" and not hasattr(estimator, "engine_")
-        np.testing.assert_array_equal(estimator.predict_proba(expected["X"]), expected["proba"])
+        # Written with all cores; the test may run on a share of them (within the bound).
+        assert_same_up_to_batching(estimator.predict_proba(expected["X"]), expected["proba"], probabilities=True)

@@ -39,7 +39,7 @@ from . import get_engine
 from .machine import machine_key, this_machine
 
 #: Version of the stored measurements; a change makes skptm measure again.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 #: Alternating rounds per measurement, and the least time each configuration
 #: runs in one round.
@@ -162,7 +162,8 @@ def measure(
     -------
     entry : dict
         ``rates`` (images/s per configuration: ``median``, ``low``,
-        ``high``), ``cosine`` (lowest per-image cosine to TensorFlow float32),
+        ``high``), ``round_rates`` (each round's, in order: rounds
+        alternate, so round ``i`` of two configurations ran under the same load), ``cosine`` (lowest per-image cosine to TensorFlow float32),
         ``conversion_seconds`` (per engine that converts), ``seconds`` (the
         whole measurement), and what was measured.
     """
@@ -220,6 +221,7 @@ def measure(
             }
             for config, values in rates.items()
         },
+        "round_rates": rates,
         "cosine": cosine,
         "conversion_seconds": conversion,
         "seconds": time.perf_counter() - started,

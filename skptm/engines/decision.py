@@ -5,9 +5,10 @@ The rules, for ``engine="auto"`` and ``precision="auto"``:
 1. **Measured where it runs.** A configuration other than TensorFlow
    float32 (OpenVINO, bfloat16, float16) is chosen only from a measurement
    made on this machine (:mod:`.calibration`): the fastest configuration the
-   user's ``precision`` allows, if its slowest round beat TensorFlow's
-   fastest (the margin the measurement's own spread calls for) and by at
-   least :data:`MIN_SPEEDUP`, and if its features stayed within
+   user's ``precision`` allows, if it beat TensorFlow in all alternating
+   rounds but one and by at least :data:`MIN_SPEEDUP` in the median of the
+   rounds' paired ratios (the margin the measurement's own spread calls
+   for; see :func:`_clearly_faster`), and if its features stayed within
    :data:`MIN_COSINE` of TensorFlow float32's. Without a measurement here,
    it is TensorFlow float32 (or the precision the user named). The shipped
    table (:mod:`.prior`) is the prior: it says what to expect on a machine
@@ -27,6 +28,7 @@ The rules, for ``engine="auto"`` and ``precision="auto"``:
 
 from __future__ import annotations
 
+import statistics
 import threading
 import warnings
 from dataclasses import dataclass
@@ -199,14 +201,29 @@ def best_measured(entry: dict, engine: str, precision: str) -> Choice:
     if baseline not in rates:  # e.g. bfloat16 asked on a CPU without it: not measured here
         return Choice(baseline_engine, baseline_precision, "asked; not measured on this machine")
     best = max(candidates, key=lambda config: rates[config]["median"], default=baseline)
-    if best != baseline and _clearly_faster(rates[best], rates[baseline]):
+    if best != baseline and _clearly_faster(entry, best, baseline):
         ratio = rates[best]["median"] / rates[baseline]["median"]
         return Choice(*best.split("/"), f"measured here: {ratio:.2f}x {baseline}")
     return Choice(baseline_engine, baseline_precision, "measured here: nothing clearly faster")
 
 
-def _clearly_faster(candidate: dict, baseline: dict) -> bool:
-    return candidate["low"] > baseline["high"] and candidate["median"] >= MIN_SPEEDUP * baseline["median"]
+def _clearly_faster(entry: dict, candidate: str, baseline: str) -> bool:
+    """Whether ``candidate`` beat ``baseline`` beyond the measurement's noise.
+
+    Rounds alternate, so each round compares the two under the same load:
+    the candidate must be at least :data:`MIN_SPEEDUP` faster in the median
+    of those paired ratios, and faster in all rounds but one. A measurement
+    without its rounds (the prior's format) asks for non-overlapping ranges.
+    """
+    paired = entry.get("round_rates", {})
+    if candidate in paired and baseline in paired:
+        ratios = sorted(c / b for c, b in zip(paired[candidate], paired[baseline], strict=True))
+        return statistics.median(ratios) >= MIN_SPEEDUP and ratios[min(1, len(ratios) - 1)] > 1.0
+    rates = entry["rates"]
+    return (
+        rates[candidate]["low"] > rates[baseline]["high"]
+        and rates[candidate]["median"] >= MIN_SPEEDUP * rates[baseline]["median"]
+    )
 
 
 def _worth_measuring(name, size, n_items) -> bool:

@@ -8,6 +8,8 @@ import weakref
 
 import numpy as np
 
+from .._io import content_hash
+
 _lock = threading.Lock()
 
 
@@ -65,4 +67,4 @@ def _hash_model(model) -> str:
         architecture = model.to_json()
     except Exception:  # noqa: BLE001 - a layer without a config
         architecture = repr([(layer.name, type(layer).__name__) for layer in model.layers])
-    return hashlib.sha256(f"{type(model).__name__}{architecture}".encode()).hexdigest() + fingerprint(model)
+    return content_hash((type(model).__name__, architecture), length=64) + fingerprint(model)
