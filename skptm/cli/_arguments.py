@@ -173,6 +173,23 @@ def add_on_error_option(command):
     )
 
 
+def add_backbone_names(command, all_help):
+    """``NAME ...`` or ``--all``: the networks a command works on."""
+    command.add_argument("names", nargs="*", metavar="NAME", help="network names (see 'skptm backbones')")
+    command.add_argument("--all", action="store_true", help=all_help)
+
+
+def backbone_names(args, parser):
+    """The names ``args`` gives, each checked before TensorFlow starts; ``None`` for ``--all``."""
+    if bool(args.names) == args.all:
+        parser.error("give backbone names, or --all (not both).")
+    from .._backbones import get_backbone_spec
+
+    for name in args.names:
+        get_backbone_spec(name)
+    return None if args.all else args.names
+
+
 def add_quiet_option(command, what="no progress bar"):
     """``-q``: no progress bars."""
     command.add_argument("-q", "--quiet", action="store_true", help=what)

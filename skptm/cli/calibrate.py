@@ -4,7 +4,7 @@ networks, and how close their features stay (:func:`skptm.calibrate`)."""
 from __future__ import annotations
 
 from . import start_tensorflow
-from ._arguments import HelpFormatter, add_quiet_option, examples
+from ._arguments import HelpFormatter, add_backbone_names, add_quiet_option, backbone_names, examples
 from ._types import input_size, weights
 
 
@@ -22,8 +22,7 @@ def add_parser(subparsers):
         epilog=examples("skptm calibrate resnet50 mobilenet_v2", "skptm calibrate --all --quiet"),
         formatter_class=HelpFormatter,
     )
-    command.add_argument("names", nargs="*", metavar="NAME", help="network names (see 'skptm backbones')")
-    command.add_argument("--all", action="store_true", help="every network (about a minute each)")
+    add_backbone_names(command, "every network (about a minute each)")
     command.add_argument(
         "-w",
         "--weights",
@@ -47,17 +46,12 @@ def add_parser(subparsers):
 
 def run(args, parser):
     """Measure the networks and print one line per network."""
-    if bool(args.names) == args.all:
-        parser.error("give backbone names, or --all (not both).")
-    from .._backbones import get_backbone_spec
-
-    for name in args.names:  # checked before TensorFlow starts
-        get_backbone_spec(name)
+    names = backbone_names(args, parser)
     start_tensorflow()
     from ..engines.calibration import calibrate
 
     entries = calibrate(
-        None if args.all else args.names,
+        names,
         weights=args.weights,
         input_size=args.input_size,
         force=args.force,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import start_tensorflow
-from ._arguments import HelpFormatter, add_quiet_option, examples
+from ._arguments import HelpFormatter, add_backbone_names, add_quiet_option, backbone_names, examples
 
 
 def add_parser(subparsers):
@@ -18,22 +18,16 @@ def add_parser(subparsers):
         epilog=examples("skptm fetch-weights resnet50 mobilenet_v2"),
         formatter_class=HelpFormatter,
     )
-    command.add_argument("names", nargs="*", metavar="NAME", help="network names (see 'skptm backbones')")
-    command.add_argument("--all", action="store_true", help="every network (several GB)")
+    add_backbone_names(command, "every network (several GB)")
     add_quiet_option(command)
     return command
 
 
 def run(args, parser):
     """Fetch the weights and print the folder holding them."""
-    if bool(args.names) == args.all:
-        parser.error("give backbone names, or --all (not both).")
-    from .._backbones import get_backbone_spec
-
-    for name in args.names:  # checked before TensorFlow starts
-        get_backbone_spec(name)
+    names = backbone_names(args, parser)
     start_tensorflow()
     from ..networks import fetch_weights
 
-    print(fetch_weights(None if args.all else args.names, verbose=0 if args.quiet else 1))
+    print(fetch_weights(names, verbose=0 if args.quiet else 1))
     return 0
