@@ -61,16 +61,17 @@ def clear_disk_caches(folders=None) -> int:
 
     Parameters
     ----------
-    folders : list of {"openvino", "calibration"} or None, default=None
+    folders : str, list of {"openvino", "calibration"} or None, default=None
         ``None`` clears both.
     """
-    names = list(FOLDERS) if folders is None else list(folders)
+    names = list(FOLDERS) if folders is None else [folders] if isinstance(folders, str) else list(folders)
     unknown = sorted(set(names) - set(FOLDERS))
     if unknown:
         raise ValueError(f"Unknown cache folders {unknown}; skptm's are {sorted(FOLDERS)}.")
     freed = 0
     for name in names:
         folder = cache_root() / name
-        freed += folder_size(folder)
+        before = folder_size(folder)
         shutil.rmtree(folder, ignore_errors=True)
+        freed += before - folder_size(folder)  # what rmtree could not remove stays counted
     return freed

@@ -38,7 +38,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ._batches import ItemSource, decode_once, default_n_threads
-from ._features import extract_features, make_source
+from ._features import extract_features, make_source, predict_padded
 from ._heads import HEAD_PATIENCE, build_head, fit_linear_probe, set_standardization
 from ._unfreeze import layer_at, select_unfrozen, set_trainable
 from .engines import get_engine, prepare
@@ -46,7 +46,7 @@ from .engines.decision import Choice, choose
 from .networks import (
     FeatureNetwork,
     TrainedModel,
-    build_model,
+    assemble,
     fingerprint,
     get_feature_network,
     quiet_retracing_warnings,
@@ -203,17 +203,37 @@ def train(params, X, targets, sample_weight, *, task: Task, validation_split, ca
 
 
 def _assemble(network, params, task, seed) -> TrainedModel:
-    """The model to train: a new head, seeded per weight, on a private backbone copy.
+    """The model to train: a new head, seeded per weight, on a private copy of
+    ``network``'s backbone, assembled from ``network``'s own blueprint.
 
-    The head and the layers around the backbone compute in float32 whatever
-    policy the user set (the backbone copy keeps the precision it was built in).
+    The head computes in float32 whatever policy the user set (the backbone
+    copy keeps the precision it was built in).
     """
     with dtype_policy_scope("float32"):
         head = build_head(
             network.n_features, params["hidden_units"], params["dropout"], task.n_outputs, task.activation, seed
         )
-        reinitialize_random_weights(head, seed)  # seeded per weight, not from global random
-        return build_model(network, params["pooling"], head, params["augment"], seed, task.output_affine)
+    reinitialize_random_weights(head, seed)  # seeded per weight, not from global random
+    blueprint = dataclasses.replace(
+        network.blueprint, head=head, augment=params["augment"], seed=seed, output_affine=task.output_affine
+    )
+    return assemble(blueprint)
+
+
+#: The metric objects each metric name of a :class:`Task` stands for.
+_METRICS = {"accuracy": lambda: keras.metrics.SparseCategoricalAccuracy(name="accuracy")}
+
+
+def metric_objects(names) -> list:
+    """New metric objects for ``names``, for one ``compile``.
+
+    Keras makes the metrics named by a string, and the optimiser's slots,
+    while tracing the first training or test step; TensorFlow traces a
+    function that created variables a second time. Made (and the optimiser
+    built) before, each step is traced once: a fit of a small network costs
+    seconds less.
+    """
+    return [_METRICS[name]() for name in names]
 
 
 @dataclass
@@ -259,7 +279,8 @@ class _Session:
         optimizer = keras.optimizers.Adam(learning_rate)
         if self.network.precision == "float16":  # float16 gradients underflow without it
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        trainee.compile(optimizer=optimizer, loss=self.task.loss, metrics=list(self.task.metrics))
+        trainee.compile(optimizer=optimizer, loss=self.task.loss, metrics=metric_objects(self.task.metrics))
+        optimizer.build(trainee.trainable_variables)  # see metric_objects
         # Keras attaches the model to every callback: give it copies, so that
         # the user's callbacks (an estimator parameter) never hold a trained
         # model. State they record in shared lists stays visible.
@@ -297,7 +318,7 @@ def _fit_head(session: _Session, head, features) -> None:
             classification=session.task.classification,
             seed=session.seed,
         )
-        head.compile(loss=session.task.loss, metrics=list(session.task.metrics))
+        head.compile(loss=session.task.loss, metrics=metric_objects(session.task.metrics))
         history = {key: [float(value)] for key, value in session.evaluate(head, features, train_idx).items()}
         if val_idx is not None:
             validation = session.evaluate(head, features, val_idx)
@@ -419,14 +440,48 @@ def _runner(model, network: FeatureNetwork, feature_names) -> FeatureNetwork:
 
 def predict_outputs(trained: TrainedModel, network: FeatureNetwork, X, params, choice: Choice, on_error="raise"):
     """What the loss sees for ``X`` (probabilities, or standardised targets), by
-    the transformer's extraction loop; the regressor maps them back in float64."""
+    the transformer's extraction loop; the regressor maps them back in float64.
+
+    A model whose backbone was not trained (no layer unfrozen: a linear probe,
+    or ``finetune_epochs=0``) computes its features with the shared feature
+    network, which this process has already traced (or converted), then its
+    head: the same arithmetic as the whole model, without tracing or
+    converting a new network for each fitted estimator.
+    """
+    if not trained.unfrozen:
+        return _head_outputs(trained.head, _run(network, X, params, choice, on_error), params["batch_size"])
     names = [f"out_{i}" for i in range(trained.trainee.outputs[0].shape[-1])]
     return _run(_runner(trained.trainee, network, names), X, params, choice, on_error).astype(np.float64)
 
 
 def transform_features(trained: TrainedModel, network: FeatureNetwork, X, params, choice: Choice, on_error="raise"):
     """The pooled features of the fine-tuned backbone: what the head sees."""
+    if not trained.unfrozen:  # the shared network's own features (see predict_outputs)
+        return _run(network, X, params, choice, on_error)
     return _run(_runner(trained.features, network, network.feature_names), X, params, choice, on_error)
+
+
+class _EagerHead:
+    """The head as :func:`~skptm._features.predict_padded` calls a network:
+    eagerly (a few matrix products, no function to trace)."""
+
+    def __init__(self, head):
+        self.head = head
+
+    def predict(self, batch):
+        return keras.ops.convert_to_numpy(self.head(batch, training=False))
+
+
+def _head_outputs(head, features, batch_size) -> np.ndarray:
+    """``head`` on precomputed features, in the padded batches the whole model
+    would see (so rows move no more than :data:`~skptm._features.BATCHING_RTOL`
+    between calls); rows of NaN (unreadable images) stay NaN."""
+    runner = _EagerHead(head)
+    outputs = [
+        predict_padded(runner, features[start : start + batch_size], batch_size)
+        for start in range(0, len(features), batch_size)
+    ]
+    return np.concatenate(outputs).astype(np.float64) if outputs else np.empty((0, head.outputs[0].shape[-1]))
 
 
 def _run(runner, X, params, choice, on_error):
@@ -467,18 +522,8 @@ def import_state(state: dict, params, task: Task) -> tuple[TrainedModel, Feature
             "trained on (fingerprint mismatch). Load it where the same weights are "
             "available: the same Keras ImageNet file or the same weights file."
         )
-    seed = 0
-    with dtype_policy_scope("float32"):
-        head = build_head(
-            network.n_features,
-            params["hidden_units"],
-            params["dropout"],
-            task.n_outputs,
-            task.activation,
-            seed,
-        )
-        trained = build_model(network, params["pooling"], head, params["augment"], seed, task.output_affine)
-    head.set_weights(state["head"])
+    trained = _assemble(network, params, task, seed=0)
+    trained.head.set_weights(state["head"])
     for path, weights in state["unfrozen_weights"].items():
         layer_at(trained.base, path).set_weights(weights)
     trained.unfrozen = tuple(state["unfrozen"])

@@ -48,8 +48,11 @@ def write_features(output, paths, features, feature_names):
     """
     output = Path(output)
     suffix = output.suffix.lower()
+    if len(paths) != len(features):
+        raise ValueError(f"{len(paths)} paths for {len(features)} rows of features: they must match one to one.")
     if suffix == ".npy":
-        np.save(output, features)
+        with open(output, "wb") as file:  # np.save(name) would append ".npy" to "x.NPY"
+            np.save(file, features)
         paths_sidecar(output).write_text("".join(f"{path}\n" for path in paths), encoding="utf-8")
     elif suffix == ".csv":
         with open(output, "w", newline="", encoding="utf-8") as f:

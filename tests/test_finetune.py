@@ -1,9 +1,11 @@
 """FineTunedClassifier and FineTunedRegressor: the recipe, labels, safety, pickles."""
 
+import collections
 import pickle
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import joblib
 import keras
@@ -17,7 +19,7 @@ from skptm import FineTunedClassifier, FineTunedRegressor, ImageReadError
 from skptm._unfreeze import select_unfrozen
 from skptm.networks import get_feature_network
 
-from .conftest import LIGHT, LIGHT_2
+from .conftest import LIGHT, LIGHT_2, assert_same_up_to_batching
 
 
 def small_cnn():
@@ -281,37 +283,42 @@ def test_global_state_is_left_alone(colours):
     assert keras.config.dtype_policy().name == policy
 
 
-def test_same_random_state_same_predictions_in_a_fresh_process(fitted, colours, tmp_path):
+@pytest.fixture(scope="module")
+def in_a_fresh_process(fitted, colours, tmp_path_factory):
+    """What a fresh process computes: ``fitted`` unpickled, then a new fit.
+
+    One process for both (each start imports TensorFlow): the pickle is
+    loaded first, while nothing is cached there yet.
+    """
     X, y = colours
-    np.save(tmp_path / "X.npy", X)
-    np.save(tmp_path / "y.npy", y)
-    script = textwrap.dedent(
-        f"""
-        import numpy as np, sys
-        sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent.parent)!r})
-        from tests.test_finetune import classifier
-        X, y = np.load({str(tmp_path / "X.npy")!r}), np.load({str(tmp_path / "y.npy")!r})
-        np.save({str(tmp_path / "p.npy")!r}, classifier(validation_fraction=0.25).fit(X, y).predict_proba(X))
-        """
-    )
-    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
-    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), fitted.predict_proba(X), rtol=1e-5, atol=1e-6)
-
-
-def test_pickle_round_trip_in_a_fresh_process(fitted, colours, tmp_path):
-    X, _ = colours
-    joblib.dump(fitted, tmp_path / "clf.joblib")
-    np.save(tmp_path / "X.npy", X)
+    folder = tmp_path_factory.mktemp("fresh")
+    joblib.dump(fitted, folder / "clf.joblib")
+    np.save(folder / "X.npy", X)
+    np.save(folder / "y.npy", y)
     script = textwrap.dedent(
         f"""
         import joblib, numpy as np, sys
-        sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent.parent)!r})
-        clf = joblib.load({str(tmp_path / "clf.joblib")!r})
-        np.save({str(tmp_path / "p.npy")!r}, clf.predict_proba(np.load({str(tmp_path / "X.npy")!r})))
+        sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+        from tests.test_finetune import classifier
+        folder = {str(folder)!r}
+        X, y = np.load(folder + "/X.npy"), np.load(folder + "/y.npy")
+        np.save(folder + "/unpickled.npy", joblib.load(folder + "/clf.joblib").predict_proba(X))
+        np.save(folder + "/refitted.npy", classifier(validation_fraction=0.25).fit(X, y).predict_proba(X))
         """
     )
-    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
-    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), fitted.predict_proba(X))
+    done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {name: np.load(folder / f"{name}.npy") for name in ("unpickled", "refitted")}
+
+
+def test_same_random_state_same_predictions_in_a_fresh_process(in_a_fresh_process, fitted, colours):
+    X, _ = colours
+    np.testing.assert_allclose(in_a_fresh_process["refitted"], fitted.predict_proba(X), rtol=1e-5, atol=1e-6)
+
+
+def test_pickle_round_trip_in_a_fresh_process(in_a_fresh_process, fitted, colours):
+    X, _ = colours
+    np.testing.assert_array_equal(in_a_fresh_process["unpickled"], fitted.predict_proba(X))
 
 
 def test_pickle_holds_only_changed_weights(colours):
@@ -442,3 +449,49 @@ def test_trainable_weights_in_each_phase(colours):
     head_phase, finetune_phase = recorder.phases
     assert head_phase == ["head_dense_0", "head_output"]  # the head alone, on precomputed features
     assert finetune_phase == ["conv_b", "conv_c", "head_dense_0", "head_output"]
+
+
+@pytest.mark.parametrize("validation_fraction", [None, 0.25])
+def test_each_fit_traces_its_training_step_once(colours, monkeypatch, validation_fraction):
+    """Keras would make the optimiser's slots and the metrics while tracing the
+    first step, which TensorFlow then traces again: seconds per fit."""
+    X, y = colours
+    traced = collections.Counter()
+    train_step, test_step = keras.Model.train_step, keras.Model.test_step
+
+    def counting_train_step(self, data):
+        traced["train", self.name] += 1
+        return train_step(self, data)
+
+    def counting_test_step(self, data):
+        traced["test", self.name] += 1
+        return test_step(self, data)
+
+    monkeypatch.setattr(keras.Model, "train_step", counting_train_step)
+    monkeypatch.setattr(keras.Model, "test_step", counting_test_step)
+    clf = classifier(validation_fraction=validation_fraction).fit(X, y)
+    assert clf.n_epochs_["finetune"] == 2
+    assert traced["train", "skptm_finetuned"] == 1
+    assert traced["test", "skptm_finetuned"] == (1 if validation_fraction else 0)
+
+
+def test_a_probe_predicts_as_its_whole_model_without_tracing_it(colours, monkeypatch):
+    """unfreeze=0 leaves the backbone as the cache has it: predictions come from
+    the shared feature network and the head, equal to the whole model's."""
+    X, y = colours
+    clf = classifier(backbone=LIGHT, weights=None, unfreeze=0).fit(X, y)
+    traced = collections.Counter()
+    predict_step = keras.Model.predict_step
+
+    def counting_predict_step(self, data):
+        traced[self.name] += 1
+        return predict_step(self, data)
+
+    monkeypatch.setattr(keras.Model, "predict_step", counting_predict_step)
+    proba = clf.predict_proba(X)
+    features = clf.transform(X)
+    assert traced["skptm_finetuned"] == traced["skptm_finetuned_features"] == 0
+    assert_same_up_to_batching(proba, clf.model_.predict(X, verbose=0), probabilities=True)
+    assert_same_up_to_batching(
+        features, get_feature_network(LIGHT, weights=None, input_size=32).model.predict(X, verbose=0)
+    )

@@ -60,6 +60,7 @@ def test_offline_paths_give_clear_errors(tmp_path, pickled_imagenet_classifier):
         from skptm import PretrainedFeatureTransformer, WeightsUnavailableError
         messages = []
         for attempt in (
+            lambda: PretrainedFeatureTransformer("mobilenet_v2", input_size=128).fit(None),
             lambda: PretrainedFeatureTransformer("mobilenet_v2", input_size=96).fit(None),
             lambda: skptm.fetch_weights(["resnet50"], verbose=0),
             lambda: pickle.loads(open(sys.argv[1], "rb").read()),
@@ -71,9 +72,12 @@ def test_offline_paths_give_clear_errors(tmp_path, pickled_imagenet_classifier):
                 messages.append(str(exc))
         print("MESSAGE:" + "\\n---\\n".join(messages))
     """
-    damaged_message, fetch_message, unpickle_message = run_offline(
+    missing_message, damaged_message, fetch_message, unpickle_message = run_offline(
         script, keras_home, pickled_imagenet_classifier
     ).split("\n---\n")
+    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_128_no_top.h5" in missing_message
+    assert os.path.join(str(keras_home), "models") in missing_message
+    assert "KERAS_HOME" in missing_message and "weights='<path" in missing_message
     assert str(damaged) in damaged_message
     assert "partial or corrupt" in damaged_message and "Delete it" in damaged_message
     assert "skptm.fetch_weights(['mobilenet_v2'])" in damaged_message

@@ -3,18 +3,20 @@
 * :mod:`.layers`: the layers around a backbone (preprocessing, pooling);
 * :mod:`.weights`: building a backbone with its weights, offline messages;
 * :mod:`.fingerprints`: content keys of weights and models;
-* :mod:`.assembly`: a backbone to a feature network, or to the fine-tuning model
-  (augmentation, preprocessing, backbone, pooling, head, target scale);
+* :mod:`.assembly`: :func:`~.assembly.assemble`, the one function that builds
+  a network from a :class:`Blueprint`: a feature network, or the fine-tuning
+  model (augmentation, preprocessing, backbone, pooling, head, target scale);
 * :mod:`.cache`: the process-wide cache (:data:`~.cache.NETWORKS`);
-* :mod:`.description`: :class:`FeatureNetwork`, what callers get.
+* :mod:`.description`: :class:`Blueprint` (what to build) and
+  :class:`FeatureNetwork` (what callers get).
 
 Engines (:mod:`skptm.engines`) run these networks; estimators ask for them
 here and never assemble one themselves.
 """
 
-from .assembly import LIGHT_AUGMENTATION, TrainedModel, as_size, build_model, feature_names, make_augmentation, wrap
+from .assembly import LIGHT_AUGMENTATION, TrainedModel, as_size, assemble, describe, feature_names, make_augmentation
 from .cache import NETWORKS, backbone_takes_table, cache_info, clear_network_cache, get_feature_network
-from .description import FeatureNetwork
+from .description import Blueprint, FeatureNetwork
 from .fingerprints import base_fingerprint, fingerprint, model_identity
 from .layers import FixedAffine, ImagePreprocessing, get_layer, global_pool, quiet_retracing_warnings, set_affine
 from .weights import RANDOM_WEIGHTS_SEED, fetch_weights, private_copy, reinitialize_random_weights
@@ -24,7 +26,9 @@ __all__ = [
     "NETWORKS",
     "FixedAffine",
     "TrainedModel",
-    "build_model",
+    "assemble",
+    "Blueprint",
+    "describe",
     "make_augmentation",
     "set_affine",
     "RANDOM_WEIGHTS_SEED",
@@ -45,5 +49,4 @@ __all__ = [
     "private_copy",
     "quiet_retracing_warnings",
     "reinitialize_random_weights",
-    "wrap",
 ]

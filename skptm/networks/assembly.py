@@ -1,5 +1,9 @@
-"""Assemble a network skptm runs from a built backbone: input, preprocessing,
-backbone (or some of its layers), pooling, names of the features."""
+"""The one assembly of every network skptm runs, from a :class:`Blueprint`.
+
+:func:`describe` turns a built backbone and the estimator's parameters into a
+blueprint; :func:`assemble` builds a feature network from it, or, with a head
+(``dataclasses.replace(network.blueprint, head=...)``), the fine-tuning model.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ from dataclasses import dataclass
 
 import keras
 
-from .description import FeatureNetwork
+from .description import Blueprint, FeatureNetwork
 from .layers import FixedAffine, ImagePreprocessing, get_layer, global_pool, set_affine
+from .precision import dtype_policy_scope
 from .weights import private_copy
 
 
@@ -21,8 +26,8 @@ def as_size(input_size):
     return tuple(int(s) for s in input_size)
 
 
-def wrap(base, spec, backbone, family, pooling, layers, input_size, precision) -> FeatureNetwork:
-    """The feature network around ``base``: raw input to pooled features.
+def describe(base, spec, backbone, family, pooling, layers, input_size, precision) -> Blueprint:
+    """The :class:`Blueprint` of the feature network around a built ``base``.
 
     Parameters
     ----------
@@ -42,57 +47,126 @@ def wrap(base, spec, backbone, family, pooling, layers, input_size, precision) -
         What ``base`` computes in.
     """
     base_shape = tuple(base.inputs[0].shape[1:])
-    prefix = spec.name if spec is not None else _custom_name(backbone, base)
+    name = spec.name if spec is not None else _custom_name(backbone, base)
     if len(base_shape) == 1:
-        return _wrap_tabular(base, prefix, base_shape[0], precision)
+        if len(base.outputs[0].shape) != 2:
+            raise ValueError(
+                f"A tabular backbone must output (batch, n_features); {base.name!r} outputs "
+                f"{tuple(base.outputs[0].shape)}."
+            )
+        return Blueprint(base=base, name=name, takes_images=False, n_input_features=base_shape[0], precision=precision)
     if len(base_shape) != 3 or base_shape[-1] != 3:
         raise ValueError(
             "A custom backbone must take images (batch, height, width, 3) or rows of "
             f"a table (batch, n_features); {base.name!r} takes {base_shape}."
         )
-    size = _image_size(base, base_shape, as_size(input_size))
-    inputs = keras.Input(shape=(*size, 3), name="rgb_0_255")
-    x = inputs if family == "none" else ImagePreprocessing(family, name="preprocessing")(inputs)
-    if layers:
-        extractor = keras.Model(base.inputs, [get_layer(base, name).output for name in layers], name="layers")
-        outputs = extractor(x)
-        parts = [(f"{prefix}_{name}", out) for name, out in zip(layers, outputs, strict=True)]
+    return Blueprint(
+        base=base,
+        name=name,
+        input_size=_image_size(base, base_shape, as_size(input_size)),
+        preprocessing=family,
+        pooling=pooling,
+        layers=tuple(layers) if layers else None,
+        precision=precision,
+    )
+
+
+def assemble(blueprint: Blueprint):
+    """The one assembly of every network skptm runs.
+
+    ``[augmentation] -> preprocessing -> backbone (or some of its layers) ->
+    pooling [-> head [-> target scale]]``. skptm's layers around the backbone
+    compute in float32 whatever dtype policy the user set; the backbone keeps
+    the precision it was built in.
+
+    Parameters
+    ----------
+    blueprint : Blueprint
+        What to assemble. Without a ``head``: a feature network around the
+        (shared) backbone. With one: the fine-tuning model around a private
+        copy of the backbone, so that training it, or anything a user does
+        to the fitted model, never touches the networks the cache shares.
+
+    Returns
+    -------
+    FeatureNetwork or TrainedModel
+        :class:`FeatureNetwork` without a head, :class:`TrainedModel` with one.
+    """
+    with dtype_policy_scope("float32"):
+        if blueprint.head is None:
+            return _feature_network(blueprint)
+        return _trained_model(blueprint)
+
+
+def _feature_network(blueprint: Blueprint) -> FeatureNetwork:
+    if not blueprint.takes_images:
+        model, names = blueprint.base, _numbered(blueprint.name, blueprint.base.outputs[0].shape[-1])
     else:
-        parts = [(prefix, base(x))]
-    pooled, names = [], []
-    for part_prefix, tensor in parts:
-        tensor, label = global_pool(tensor, pooling)
-        pooled.append(tensor)
-        names.extend(feature_names(part_prefix, label, tensor.shape[-1]))
-    output = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="features")(pooled)
-    model = keras.Model(inputs, output, name=f"skptm_{prefix}")
+        inputs, pooled, names = _trunk(blueprint, blueprint.base)
+        model = keras.Model(inputs, pooled, name=f"skptm_{blueprint.name}")
     return FeatureNetwork(
         model=model,
-        base=base,
-        takes_images=True,
-        input_size=size,
-        n_input_features=None,
+        base=blueprint.base,
+        takes_images=blueprint.takes_images,
+        input_size=blueprint.input_size,
+        n_input_features=blueprint.n_input_features,
         feature_names=tuple(names),
-        preprocessing=family,
-        precision=precision,
+        preprocessing=blueprint.preprocessing,
+        precision=blueprint.precision,
+        blueprint=blueprint,
     )
 
 
-def _wrap_tabular(base, prefix, n_columns, precision):
-    if len(base.outputs[0].shape) != 2:
-        raise ValueError(
-            f"A tabular backbone must output (batch, n_features); {base.name!r} outputs {tuple(base.outputs[0].shape)}."
-        )
-    names = tuple(f"{prefix}_{i}" for i in range(base.outputs[0].shape[-1]))
-    return FeatureNetwork(
-        model=base,
-        base=base,
-        takes_images=False,
-        input_size=None,
-        n_input_features=n_columns,
-        feature_names=names,
-        precision=precision,
-    )
+def _trained_model(blueprint: Blueprint) -> TrainedModel:
+    if blueprint.layers:
+        raise ValueError("A fine-tuning model is assembled on the backbone's top, not on inner layers.")
+    base = private_copy(blueprint.base)
+    base.trainable = False
+    inputs, pooled, _ = _trunk(blueprint, base)
+    outputs = blueprint.head(pooled)
+    trainee = keras.Model(inputs, outputs, name="skptm_finetuned")
+    model = trainee
+    if blueprint.output_affine is not None:
+        target_scale = FixedAffine(outputs.shape[-1], name="target_scale")
+        model = keras.Model(inputs, target_scale(outputs), name="skptm_finetuned")
+        set_affine(target_scale, *blueprint.output_affine)
+    features = keras.Model(inputs, pooled, name="skptm_finetuned_features")
+    return TrainedModel(model, trainee, features, base, blueprint.head, ())
+
+
+def _trunk(blueprint: Blueprint, base):
+    """Input -> [augmentation] -> preprocessing -> ``base`` -> pooling, and the
+    names of the pooled features."""
+    if not blueprint.takes_images:
+        inputs = keras.Input((blueprint.n_input_features,), name="table")
+        pooled = base(inputs, training=False)
+        return inputs, pooled, _numbered(blueprint.name, pooled.shape[-1])
+    inputs = keras.Input((*blueprint.input_size, 3), name="rgb_0_255")
+    x = inputs
+    augmentation = make_augmentation(blueprint.augment, blueprint.seed)
+    if augmentation is not None:
+        x = augmentation(x)
+    if blueprint.preprocessing != "none":
+        x = ImagePreprocessing(blueprint.preprocessing, name="preprocessing")(x)
+    # training=False: batch normalisation stays in inference mode, in
+    # fine-tuning too (the recipe of the Keras transfer-learning guide).
+    if blueprint.layers:
+        extractor = keras.Model(base.inputs, [get_layer(base, name).output for name in blueprint.layers], name="layers")
+        outputs = extractor(x, training=False)
+        parts = [(f"{blueprint.name}_{name}", out) for name, out in zip(blueprint.layers, outputs, strict=True)]
+    else:
+        parts = [(blueprint.name, base(x, training=False))]
+    pooled, names = [], []
+    for prefix, tensor in parts:
+        tensor, label = global_pool(tensor, blueprint.pooling)
+        pooled.append(tensor)
+        names.extend(feature_names(prefix, label, tensor.shape[-1]))
+    output = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="features")(pooled)
+    return inputs, output, names
+
+
+def _numbered(prefix, n_features):
+    return [f"{prefix}_{i}" for i in range(n_features)]
 
 
 def _custom_name(backbone, base):
@@ -139,38 +213,6 @@ class TrainedModel:
     base: object  # the private backbone copy inside ``model``
     head: object  # keras.Sequential on pooled features
     unfrozen: tuple  # paths of the backbone layers trained in phase 2
-
-
-def build_model(network: FeatureNetwork, pooling, head, augment, seed, output_affine=None) -> TrainedModel:
-    """[augment] -> preprocessing -> private backbone copy -> pool -> head [-> target scale].
-
-    The backbone is always a private copy of ``network.base`` (same
-    weights): training it, or anything a user does to ``model_``, never
-    touches the per-process cache that transformers share.
-    """
-    base = private_copy(network.base)
-    base.trainable = False
-    if network.takes_images:
-        inputs = keras.Input((*network.input_size, 3), name="rgb_0_255")
-        x = inputs
-        augmentation = make_augmentation(augment, seed)
-        if augmentation is not None:
-            x = augmentation(x)
-        if network.preprocessing != "none":
-            x = ImagePreprocessing(network.preprocessing, name="preprocessing")(x)
-        pooled, _ = global_pool(base(x, training=False), pooling)
-    else:
-        inputs = keras.Input((network.n_input_features,), name="table")
-        pooled = base(inputs, training=False)
-    outputs = head(pooled)
-    trainee = keras.Model(inputs, outputs, name="skptm_finetuned")
-    model = trainee
-    if output_affine is not None:
-        target_scale = FixedAffine(outputs.shape[-1], name="target_scale")
-        model = keras.Model(inputs, target_scale(outputs), name="skptm_finetuned")
-        set_affine(target_scale, *output_affine)
-    features = keras.Model(inputs, pooled, name="skptm_finetuned_features")
-    return TrainedModel(model, trainee, features, base, head, ())
 
 
 def make_augmentation(augment, seed):

@@ -23,7 +23,7 @@ import keras
 
 from .. import _threads
 from .._backbones import get_backbone_spec
-from .assembly import as_size, wrap
+from .assembly import as_size, assemble, describe
 from .fingerprints import model_identity
 from .precision import dtype_policy_scope, with_precision
 from .weights import build_base
@@ -89,10 +89,7 @@ class NetworkCache:
             network = self._cached(base_key, feature_key)
             if network is not None:
                 return network
-            # skptm's layers around the backbone (preprocessing, pooling)
-            # compute in float32 whatever policy the user set for this thread.
-            with dtype_policy_scope("float32"):
-                network = wrap(entry[0], spec, backbone, family, pooling, layers, input_size, precision)
+            network = assemble(describe(entry[0], spec, backbone, family, pooling, layers, input_size, precision))
             with self._lock:
                 self._stats["misses"] += 1
                 entry[1][feature_key] = network

@@ -1,4 +1,5 @@
-"""What a built network is: one object that names every part callers need."""
+"""What a network is made of (:class:`Blueprint`) and what a built one offers
+(:class:`FeatureNetwork`): named fields, one object each."""
 
 from __future__ import annotations
 
@@ -8,6 +9,60 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .layers import quiet_retracing_warnings
+
+
+@dataclass(frozen=True)
+class Blueprint:
+    """Every choice that shapes a network skptm assembles, by name.
+
+    :func:`skptm.networks.assembly.assemble` builds a feature network from a
+    blueprint without a ``head``, and the fine-tuning model from one with a
+    head. A feature network keeps its blueprint, so the fine-tuning model is
+    ``dataclasses.replace(network.blueprint, head=..., augment=...)``: the
+    same input, preprocessing, backbone and pooling by construction.
+
+    Attributes
+    ----------
+    base : keras.Model
+        The built backbone (the cache's shared one).
+    name : str
+        The backbone's name: prefix of the feature names.
+    input_size : tuple of int or None
+        ``(height, width)`` of the image input; ``None`` for a table.
+    takes_images : bool
+        ``True`` for image input; ``False`` for rows of a table.
+    n_input_features : int or None
+        The table width of a tabular backbone, if fixed.
+    preprocessing : {"caffe", "tf", "torch", "none"}
+        The preprocessing family inside the network.
+    pooling : {"avg", "max"} or None
+    layers : tuple of str or None
+        Inner layers whose pooled outputs are concatenated, instead of the top.
+    precision : str
+        What ``base`` computes in.
+    head : keras.Model or None
+        The fine-tuning head on the pooled features; ``None`` for a feature network.
+    augment : None, "light" or keras.layers.Layer
+        Augmentation before preprocessing (fine-tuning only).
+    seed : int
+        Seed of the augmentation layers.
+    output_affine : tuple of arrays or None
+        ``(scale, offset)`` from standardised outputs back to the targets' units.
+    """
+
+    base: object
+    name: str
+    input_size: tuple | None = None
+    takes_images: bool = True
+    n_input_features: int | None = None
+    preprocessing: str = "none"
+    pooling: str | None = "avg"
+    layers: tuple | None = None
+    precision: str = "float32"
+    head: object = None
+    augment: object = None
+    seed: int = 0
+    output_affine: tuple | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -39,6 +94,8 @@ class FeatureNetwork:
     runner : callable or None
         ``batch -> features`` for an engine other than TensorFlow (set by
         :func:`skptm.engines.prepare`); ``None`` runs ``model`` itself.
+    blueprint : Blueprint or None
+        What ``model`` was assembled from.
     """
 
     model: object
@@ -51,6 +108,7 @@ class FeatureNetwork:
     precision: str = "float32"
     engine: str = "tensorflow"
     runner: Callable | None = field(default=None, compare=False, repr=False)
+    blueprint: Blueprint | None = field(default=None, compare=False, repr=False)
 
     @property
     def n_features(self) -> int:
