@@ -172,3 +172,8 @@ def list_backbones():
         }
         for spec in _SPECS
     ]
+
+
+def feature_names(prefix, pooling_label, n_features):
+    """``{prefix}_{pooling label}_{i}``: the one pattern of skptm's feature names."""
+    return [f"{prefix}_{pooling_label}_{i}" for i in range(n_features)]

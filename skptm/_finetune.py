@@ -38,16 +38,15 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ._batches import ItemSource, decode_once, default_n_threads
-from ._features import extract_features, make_source, predict_padded
+from ._features import extract_features, make_source
 from ._heads import HEAD_PATIENCE, build_head, fit_linear_probe, set_standardization
-from ._unfreeze import layer_at, select_unfrozen, set_trainable
+from ._unfreeze import select_unfrozen, set_trainable
 from .engines import get_engine, prepare
-from .engines.decision import Choice, choose
+from .engines.decision import choose
 from .networks import (
     FeatureNetwork,
     TrainedModel,
     assemble,
-    fingerprint,
     get_feature_network,
     quiet_retracing_warnings,
     reinitialize_random_weights,
@@ -180,7 +179,7 @@ def train(params, X, targets, sample_weight, *, task: Task, validation_split, ca
     probe_network = head_phase_network(params, network, n)
     train_idx, val_idx = validation_split(n, seed)
     unfrozen = select_unfrozen(network.base, params["unfreeze"]) if params["finetune_epochs"] else ()
-    trained = _assemble(network, params, task, seed)
+    trained = new_model(network, params, task, seed)
     trained.unfrozen = unfrozen
     if unfrozen:  # read files once per fit, not once per epoch
         source = decode_once(source, params["batch_size"], params["n_jobs"])
@@ -202,7 +201,7 @@ def train(params, X, targets, sample_weight, *, task: Task, validation_split, ca
     return trained, session.history, session.n_epochs, network
 
 
-def _assemble(network, params, task, seed) -> TrainedModel:
+def new_model(network, params, task, seed) -> TrainedModel:
     """The model to train: a new head, seeded per weight, on a private copy of
     ``network``'s backbone, assembled from ``network``'s own blueprint.
 
@@ -412,119 +411,3 @@ def head_phase_network(params, network: FeatureNetwork, n_items: int) -> Feature
 def derive_seed(random_state) -> int:
     """One integer seed for every random part of a fit, from ``random_state``."""
     return int(check_random_state(random_state).randint(0, 2**31 - 1))
-
-
-# -- using a trained model -------------------------------------------------------------------
-
-
-def inference_choice(params, network: FeatureNetwork, n_items: int) -> Choice:
-    """The engine and precision a model fitted on ``n_items`` items predicts with,
-    fixed at the end of ``fit`` (see :func:`skptm.engines.decision.choose_for_fitted`)."""
-    from .engines.decision import choose_for_fitted
-
-    if not network.takes_images:
-        return Choice("tensorflow", network.precision, "tabular backbone")
-    return choose_for_fitted(
-        params["engine"],
-        params["precision"],
-        params["backbone"],
-        params["input_size"],
-        trained_precision=network.precision,
-        n_items=n_items,
-    )
-
-
-def _runner(model, network: FeatureNetwork, feature_names) -> FeatureNetwork:
-    return dataclasses.replace(network, model=model, feature_names=tuple(feature_names))
-
-
-def predict_outputs(trained: TrainedModel, network: FeatureNetwork, X, params, choice: Choice, on_error="raise"):
-    """What the loss sees for ``X`` (probabilities, or standardised targets), by
-    the transformer's extraction loop; the regressor maps them back in float64.
-
-    A model whose backbone was not trained (no layer unfrozen: a linear probe,
-    or ``finetune_epochs=0``) computes its features with the shared feature
-    network, which this process has already traced (or converted), then its
-    head: the same arithmetic as the whole model, without tracing or
-    converting a new network for each fitted estimator.
-    """
-    if not trained.unfrozen:
-        return _head_outputs(trained.head, _run(network, X, params, choice, on_error), params["batch_size"])
-    names = [f"out_{i}" for i in range(trained.trainee.outputs[0].shape[-1])]
-    return _run(_runner(trained.trainee, network, names), X, params, choice, on_error).astype(np.float64)
-
-
-def transform_features(trained: TrainedModel, network: FeatureNetwork, X, params, choice: Choice, on_error="raise"):
-    """The pooled features of the fine-tuned backbone: what the head sees."""
-    if not trained.unfrozen:  # the shared network's own features (see predict_outputs)
-        return _run(network, X, params, choice, on_error)
-    return _run(_runner(trained.features, network, network.feature_names), X, params, choice, on_error)
-
-
-class _EagerHead:
-    """The head as :func:`~skptm._features.predict_padded` calls a network:
-    eagerly (a few matrix products, no function to trace)."""
-
-    def __init__(self, head):
-        self.head = head
-
-    def predict(self, batch):
-        return keras.ops.convert_to_numpy(self.head(batch, training=False))
-
-
-def _head_outputs(head, features, batch_size) -> np.ndarray:
-    """``head`` on precomputed features, in the padded batches the whole model
-    would see (so rows move no more than :data:`~skptm._features.BATCHING_RTOL`
-    between calls); rows of NaN (unreadable images) stay NaN."""
-    runner = _EagerHead(head)
-    outputs = [
-        predict_padded(runner, features[start : start + batch_size], batch_size)
-        for start in range(0, len(features), batch_size)
-    ]
-    return np.concatenate(outputs).astype(np.float64) if outputs else np.empty((0, head.outputs[0].shape[-1]))
-
-
-def _run(runner, X, params, choice, on_error):
-    source = make_source(runner, X, resize=params["resize"], interpolation=params["interpolation"])
-    if runner.takes_images:
-        runner = prepare(runner, choice.engine, choice.precision)
-    return extract_features(
-        runner,
-        source,
-        batch_size=params["batch_size"],
-        n_jobs=params["n_jobs"],
-        on_error=on_error,
-        verbose=params["verbose"],
-    )
-
-
-# -- slim pickles ------------------------------------------------------------------------------
-
-
-def export_state(trained: TrainedModel, network: FeatureNetwork) -> dict:
-    """What a pickle needs: the weights training changed, and the base's fingerprint."""
-    return {
-        "head": trained.head.get_weights(),
-        "unfrozen": trained.unfrozen,
-        "unfrozen_weights": {path: layer_at(trained.base, path).get_weights() for path in trained.unfrozen},
-        "base_fingerprint": fingerprint(network.base),
-    }
-
-
-def import_state(state: dict, params, task: Task) -> tuple[TrainedModel, FeatureNetwork]:
-    """Rebuild a trained model from :func:`export_state` output and parameters."""
-    network = feature_network(params)
-    found = fingerprint(network.base)
-    if found != state["base_fingerprint"]:
-        raise ValueError(
-            f"The base weights of backbone {params['backbone']!r} (weights="
-            f"{params['weights']!r}) in this process differ from those the estimator was "
-            "trained on (fingerprint mismatch). Load it where the same weights are "
-            "available: the same Keras ImageNet file or the same weights file."
-        )
-    trained = _assemble(network, params, task, seed=0)
-    trained.head.set_weights(state["head"])
-    for path, weights in state["unfrozen_weights"].items():
-        layer_at(trained.base, path).set_weights(weights)
-    trained.unfrozen = tuple(state["unfrozen"])
-    return trained, network

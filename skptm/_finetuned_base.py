@@ -344,7 +344,8 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         self
         """
         from ._features import make_source
-        from ._finetune import feature_network, inference_choice, train
+        from ._finetune import feature_network, train
+        from ._fitted import inference_choice
 
         previous = dict(self.__dict__)
         try:
@@ -397,7 +398,7 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
 
     def _outputs(self, X):
         """What the trained model's loss sees: probabilities, or standardised targets."""
-        from ._finetune import predict_outputs
+        from ._fitted import predict_outputs
 
         X = self._check_input(X)
         return predict_outputs(
@@ -438,7 +439,7 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         -------
         features : ndarray of shape (n_samples, n_features), float32
         """
-        from ._finetune import transform_features
+        from ._fitted import transform_features
 
         X = self._check_input(X)
         return transform_features(
@@ -463,7 +464,7 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
     # -- pickling: parameters + the weights training changed ---------------------------
 
     def __getstate__(self):
-        from ._finetune import export_state
+        from ._fitted import export_state
 
         state = dict(super().__getstate__())  # may be self.__dict__ itself
         if "_trained" in state:
@@ -475,7 +476,7 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         trained_state = state.pop("_trained_state", None)
         super().__setstate__(state)
         if trained_state is not None:
-            from ._finetune import import_state
+            from ._fitted import import_state
 
             self._trained, self._network = import_state(trained_state, self.get_params(), self._task(state))
             self.model_ = self._trained.model

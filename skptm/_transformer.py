@@ -302,11 +302,10 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
         if isinstance(self.backbone, str) and self.layer is None and self.pooling in ("avg", "max"):
             # Known from the registry: no network is built (the HTML
             # representation calls this, and must not start a download).
-            from ._backbones import get_backbone_spec
+            from ._backbones import feature_names, get_backbone_spec
 
             spec = get_backbone_spec(self.backbone)
-            names = [f"{spec.name}_{self.pooling}_{i}" for i in range(spec.feature_size)]
-            return np.asarray(names, dtype=object)
+            return np.asarray(feature_names(spec.name, self.pooling, spec.feature_size), dtype=object)
         return np.asarray(self._network().feature_names, dtype=object)
 
     def _validate_params(self):

@@ -12,7 +12,9 @@ render: the right title, visible content, no broken image, a gallery figure
 on the example page, a screenshot that is not blank, no request leaving the
 machine, no script error, no missing file.
 
-Needs the ``docs`` extra (part of the ``test`` extra) and Debian's Chromium at
+Marked ``docs`` and left out of the unit tests (``pyproject.toml`` deselects
+the marker): run it with ``python -m pytest -m docs``, as ``.ci/run`` does
+after the unit tests. Needs the ``docs`` extra and Debian's Chromium at
 ``/usr/bin/chromium`` (``apt-get install chromium``; never ``playwright
 install``). Without Chromium the rendering half is skipped, unless
 ``SKPTM_REQUIRE_BROWSER=1`` (set by ``.ci/run``), which makes it a failure.
@@ -32,6 +34,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.docs
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")

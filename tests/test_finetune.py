@@ -19,7 +19,7 @@ from skptm import FineTunedClassifier, FineTunedRegressor, ImageReadError
 from skptm._unfreeze import select_unfrozen
 from skptm.networks import get_feature_network
 
-from .conftest import LIGHT, LIGHT_2, assert_same_up_to_batching
+from .conftest import LIGHT, LIGHT_2
 
 
 def small_cnn():
@@ -473,25 +473,3 @@ def test_each_fit_traces_its_training_step_once(colours, monkeypatch, validation
     assert clf.n_epochs_["finetune"] == 2
     assert traced["train", "skptm_finetuned"] == 1
     assert traced["test", "skptm_finetuned"] == (1 if validation_fraction else 0)
-
-
-def test_a_probe_predicts_as_its_whole_model_without_tracing_it(colours, monkeypatch):
-    """unfreeze=0 leaves the backbone as the cache has it: predictions come from
-    the shared feature network and the head, equal to the whole model's."""
-    X, y = colours
-    clf = classifier(backbone=LIGHT, weights=None, unfreeze=0).fit(X, y)
-    traced = collections.Counter()
-    predict_step = keras.Model.predict_step
-
-    def counting_predict_step(self, data):
-        traced[self.name] += 1
-        return predict_step(self, data)
-
-    monkeypatch.setattr(keras.Model, "predict_step", counting_predict_step)
-    proba = clf.predict_proba(X)
-    features = clf.transform(X)
-    assert traced["skptm_finetuned"] == traced["skptm_finetuned_features"] == 0
-    assert_same_up_to_batching(proba, clf.model_.predict(X, verbose=0), probabilities=True)
-    assert_same_up_to_batching(
-        features, get_feature_network(LIGHT, weights=None, input_size=32).model.predict(X, verbose=0)
-    )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import keras
 
+from .._backbones import feature_names
 from .description import Blueprint, FeatureNetwork
 from .layers import FixedAffine, ImagePreprocessing, get_layer, global_pool, set_affine
 from .precision import dtype_policy_scope
@@ -173,11 +174,6 @@ def _custom_name(backbone, base):
     if isinstance(backbone, keras.Model):
         return backbone.name
     return getattr(backbone, "__name__", None) or base.name
-
-
-def feature_names(prefix, pooling_label, n_features):
-    """``{prefix}_{pooling label}_{i}``: the one pattern of skptm's feature names."""
-    return [f"{prefix}_{pooling_label}_{i}" for i in range(n_features)]
 
 
 def _image_size(base, base_shape, input_size):

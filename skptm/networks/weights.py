@@ -236,8 +236,9 @@ def fetch_weights(names=None, *, verbose=1) -> str:
     Notes
     -----
     Weights without their classification top are fetched at each network's
-    native input size; the MobileNet families have separate files per input
-    size, so fetch on the machine the size you will use, or copy those too.
+    native input size. The MobileNet families have a separate file per input
+    size: for another size, run one ``transform`` at that size where there is
+    a network (Keras downloads that file into the same cache), or copy it.
 
     Examples
     --------
