@@ -7,7 +7,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import column_or_1d
 
 from ._finetuned_base import PARAMETERS_DOC, BaseFineTuned
@@ -152,6 +152,15 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
         self.class_weight = class_weight
 
     def _prepare_targets(self, y, n):
+        kind = type_of_target(y)
+        if kind in ("multilabel-indicator", "multiclass-multioutput"):
+            raise ValueError(
+                f"FineTunedClassifier takes one label per image; y is {kind} with shape "
+                f"{np.shape(y)}. For several labels per image, fit a multi-label model on the "
+                "transformer's features: make_pipeline(PretrainedFeatureTransformer(...), "
+                "StandardScaler(), OneVsRestClassifier(LogisticRegression())) (the user guide's "
+                "multi-label recipe), or fit one FineTunedClassifier per label."
+            )
         y = column_or_1d(y, warn=True)
         if len(y) != n:
             raise ValueError(f"X has {n} items but y has {len(y)} labels.")

@@ -1,7 +1,7 @@
 """Pickle-free persistence: skops files, written atomically.
 
 :func:`save` and :func:`load` are thin conveniences over :mod:`skops.io`
-(an optional dependency: ``pip install "skptm[skops]"``). A skops file is a
+(an optional dependency: ``pip install skops``, or the ``skops`` extra). A skops file is a
 zip holding a JSON description of the objects and every array as a ``.npy``
 file read with ``allow_pickle=False``; loading constructs only types that are
 trusted, by name. skptm's estimators go through it as their slim pickles do:

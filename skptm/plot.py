@@ -1,6 +1,6 @@
 """Pictures of images, feature maps and training: montage, embedding, history.
 
-Needs matplotlib (``pip install "skptm[plot]"``). Each function returns the
+Needs matplotlib (``pip install matplotlib``, or the ``plot`` extra). Each function returns the
 matplotlib ``Figure`` it drew on, as scikit-learn's displays do, so it can be
 shown in a notebook, changed, or saved with ``fig.savefig("sheet.png")``.
 Images are read as the estimators read them (EXIF orientation, colour modes,

@@ -66,13 +66,51 @@ def test_unknown_name_lists_the_closest():
         get_backbone_spec("alexnet")
 
 
-@pytest.mark.parametrize("spec", backbone_specs(), ids=lambda spec: spec.name)
+#: The lightest network of each ``keras.applications`` family, built in the
+#: unit tests; the other variants of a family differ from it in depth and
+#: width only. All 40 are built by the exhaustive check (``-m exhaustive``,
+#: which ``.ci/run`` runs after the unit tests: some 3 minutes of two cores).
+LIGHTEST_OF_EACH_FAMILY = {
+    "vgg16",
+    "vgg19",
+    "resnet50",
+    "resnet50_v2",
+    "inception_v3",
+    "inception_resnet_v2",
+    "xception",
+    "mobilenet",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "densenet121",
+    "nasnet_mobile",
+    "efficientnet_b0",
+    "efficientnet_v2_b0",
+    "convnext_tiny",
+}
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        pytest.param(spec, id=spec.name, marks=() if spec.name in LIGHTEST_OF_EACH_FAMILY else pytest.mark.exhaustive)
+        for spec in backbone_specs()
+    ],
+)
 def test_registry_matches_what_keras_builds(spec):
     """Every registered network, as Keras builds it (random weights, small
     input), has the feature size the registry states (one test per network,
-    so that the workers share the 2-3 minutes the 40 builds take on 2 cores)."""
+    so that the workers share the builds)."""
     model = spec.constructor()(include_top=False, weights=None, input_shape=(75, 75, 3))
     assert model.output_shape[-1] == spec.feature_size
+
+
+def test_the_unit_tests_build_one_network_of_every_family():
+    def family(spec):
+        return spec.constructor().__module__
+
+    lightest = [spec for spec in backbone_specs() if spec.name in LIGHTEST_OF_EACH_FAMILY]
+    assert len(lightest) == len(LIGHTEST_OF_EACH_FAMILY)
+    assert sorted(map(family, lightest)) == sorted({family(spec) for spec in backbone_specs()})
 
 
 def test_feature_networks_take_their_size_from_the_registry():

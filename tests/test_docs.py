@@ -13,7 +13,7 @@ on the example page, a screenshot that is not blank, no request leaving the
 machine, no script error, no missing file.
 
 Marked ``docs`` and left out of the unit tests (``pyproject.toml`` deselects
-the marker): run it with ``python -m pytest -m docs``, as ``.ci/run`` does
+the marker): run it with ``python -m pytest -m docs``; ``.ci/run`` runs it
 after the unit tests. Needs the ``docs`` extra and Debian's Chromium at
 ``/usr/bin/chromium`` (``apt-get install chromium``; never ``playwright
 install``). Without Chromium the rendering half is skipped, unless

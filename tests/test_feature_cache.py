@@ -113,16 +113,14 @@ def test_each_configuration_has_its_own_entries(tmp_path, photos, change):
 def test_weights_file_is_part_of_the_key(tmp_path, photos):
     import keras
 
-    def weights_file(name, seed):
-        keras.utils.set_random_seed(seed)
-        model = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
-        path = tmp_path / name
-        model.save_weights(path)
-        return path
+    model = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
+    model.save_weights(tmp_path / "a.weights.h5")
+    model.set_weights([w * 1.5 for w in model.get_weights()])  # other weights, same architecture
+    model.save_weights(tmp_path / "b.weights.h5")
 
     cache = tmp_path / "cache"
-    a = make(cache, weights=weights_file("a.weights.h5", 1)).transform(photos[:2])
-    b = make(cache, weights=weights_file("b.weights.h5", 2)).transform(photos[:2])
+    a = make(cache, weights=tmp_path / "a.weights.h5").transform(photos[:2])
+    b = make(cache, weights=tmp_path / "b.weights.h5").transform(photos[:2])
     assert not np.array_equal(a, b)
     assert len(entries(cache)) == 4
 

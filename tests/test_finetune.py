@@ -473,3 +473,10 @@ def test_each_fit_traces_its_training_step_once(colours, monkeypatch, validation
     assert clf.n_epochs_["finetune"] == 2
     assert traced["train", "skptm_finetuned"] == 1
     assert traced["test", "skptm_finetuned"] == (1 if validation_fraction else 0)
+
+
+def test_multi_label_targets_are_refused_with_the_alternative(colours):
+    X, y = colours
+    indicator = np.column_stack([y == "red", y == "blue"]).astype(int)
+    with pytest.raises(ValueError, match=r"one label per image; y is multilabel-indicator.*OneVsRestClassifier"):
+        classifier().fit(X, indicator)
