@@ -193,31 +193,35 @@ def content_key(source, index) -> str | None:
     """A hex key of item ``index``'s content, or ``None`` if it has none."""
     source = getattr(source, "origin", source)  # decoded ahead: key the original item
     item = source.items[index]
-    digest = hashlib.blake2b(digest_size=20)
     try:
-        if isinstance(item, (str, os.PathLike)):
-            digest.update(b"file")
-            with open(item, "rb") as file:
-                while chunk := file.read(_READ_CHUNK):
-                    digest.update(chunk)
-        elif isinstance(item, (bytes, bytearray, memoryview)):
-            digest.update(b"bytes")
-            digest.update(item)
-        elif isinstance(item, Image.Image):
-            # Everything decoding reads: mode, size, orientation, the palette
-            # a "P" image's indices point into, and its transparent colour.
-            transparency = item.info.get("transparency")
-            digest.update(f"pil {item.mode} {item.size} {item.getexif().get(0x0112, 1)} {transparency!r}".encode())
-            palette = item.getpalette(rawmode="RGBA") if item.mode in ("P", "PA") else None
-            if palette is not None:
-                digest.update(bytes(palette))
-            digest.update(item.tobytes())
-        else:
-            array = np.ascontiguousarray(np.asarray(item))
-            if array.dtype == object:
+        if not isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)):
+            item = np.ascontiguousarray(np.asarray(item))
+            if item.dtype == object:
                 return None
-            digest.update(f"array {array.dtype.str} {array.shape}".encode())
-            digest.update(memoryview(array).cast("B"))
+        return content_hash(_content_parts(item), length=40, delimited=False)
     except (OSError, ValueError, TypeError):
         return None  # unreadable: computed (and reported) as without a cache
-    return digest.hexdigest()
+
+
+def _content_parts(item):
+    """What decoding reads of ``item``, as a stream of bytes."""
+    if isinstance(item, (str, os.PathLike)):
+        yield b"file"
+        with open(item, "rb") as file:
+            while chunk := file.read(_READ_CHUNK):
+                yield chunk
+    elif isinstance(item, (bytes, bytearray, memoryview)):
+        yield b"bytes"
+        yield item
+    elif isinstance(item, Image.Image):
+        # Everything decoding reads: mode, size, orientation, the palette
+        # a "P" image's indices point into, and its transparent colour.
+        transparency = item.info.get("transparency")
+        yield f"pil {item.mode} {item.size} {item.getexif().get(0x0112, 1)} {transparency!r}"
+        palette = item.getpalette(rawmode="RGBA") if item.mode in ("P", "PA") else None
+        if palette is not None:
+            yield bytes(palette)
+        yield item.tobytes()
+    else:
+        yield f"array {item.dtype.str} {item.shape}"
+        yield memoryview(item).cast("B")

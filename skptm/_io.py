@@ -45,12 +45,26 @@ def atomic_write_bytes(path, data: bytes) -> None:
         file.write(data)
 
 
-def content_hash(parts: Iterable, *, length: int = 32) -> str:
-    """A hex SHA-256 of ``parts`` (str or bytes), each part delimited, cut to ``length``."""
+def content_hash(parts: Iterable, *, length: int = 32, delimited: bool = True) -> str:
+    """A hex SHA-256 of ``parts``, cut to ``length``: skptm's one content hash.
+
+    Parameters
+    ----------
+    parts : iterable of str, bytes or buffer
+        Read one at a time, so a generator can stream a large file or a
+        network's weights through it.
+    length : int, default=32
+        Hex digits kept (64: all of them).
+    delimited : bool, default=True
+        Whether each part ends with a zero byte, so that ``("ab", "c")`` and
+        ``("a", "bc")`` differ; ``False`` hashes the parts as one stream (the
+        chunks of one file).
+    """
     digest = hashlib.sha256()
     for part in parts:
-        digest.update(part.encode() if isinstance(part, str) else bytes(part))
-        digest.update(b"\0")
+        digest.update(part.encode() if isinstance(part, str) else part)
+        if delimited:
+            digest.update(b"\0")
     return digest.hexdigest()[:length]
 
 

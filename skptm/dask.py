@@ -29,7 +29,6 @@ process builds a network once and keeps it in its own cache.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import threading
 from collections import OrderedDict
@@ -48,6 +47,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 import numpy as np
 
 from ._batches import ImageReadError
+from ._io import content_hash
 
 __all__ = ["transform"]
 
@@ -171,7 +171,7 @@ class _Pickled:
 
     def __init__(self, estimator):
         self.blob = cloudpickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)
-        self.token = hashlib.sha256(self.blob).hexdigest()
+        self.token = content_hash([self.blob], length=64, delimited=False)
 
     def __getstate__(self):
         return (self.token, self.blob)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import weakref
 
@@ -14,13 +13,15 @@ _lock = threading.Lock()
 
 
 def fingerprint(model) -> str:
-    """A SHA-256 over every weight of ``model``, in order."""
-    digest = hashlib.sha256()
+    """A SHA-256 over every weight of ``model``, in order (its shape, then its bytes)."""
+    return content_hash(_weight_parts(model), length=64, delimited=False)
+
+
+def _weight_parts(model):
     for weight in model.weights:
         value = np.ascontiguousarray(weight.numpy())  # convert_to_numpy warns on NumPy 2
-        digest.update(str(value.shape).encode())
-        digest.update(value.tobytes())
-    return digest.hexdigest()
+        yield str(value.shape)
+        yield value.tobytes()
 
 
 _fingerprints: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
