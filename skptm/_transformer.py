@@ -80,15 +80,18 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
         with ``batch_size``, never with the number of images. A last partial
         batch is padded to 8, 16, 32, ... rows (at most ``batch_size``), so
         a few compiled functions serve every call, whatever the number of
-        images, and (on the CPUs we tested) a row's features are
-        bit-identical whichever other rows it was computed with.
+        images. A row's features move by at most 1e-5 of its largest
+        feature whichever other rows it was computed with (bit-identical on
+        the AVX-512 machine we tested, up to 5e-7 on the AVX2 one); the same
+        call always gives the same bits.
 
     precision : {"float32", "bfloat16", "float16", "auto"}, default="float32"
         What the network computes in. ``"bfloat16"`` uses Keras's
         ``mixed_bfloat16`` policy (weights stay float32, layers compute in
-        16 bits): about 2x faster for VGG16 and 1.4x for ResNet50 on a CPU
-        with AVX-512 BF16, slower for MobileNetV2, with features whose cosine
-        similarity to float32 is above 0.999. ``"float16"`` is for GPUs.
+        16 bits): faster for some networks on a CPU that computes bfloat16
+        natively (AVX-512 BF16, AMX), slower for others; the performance
+        guide has the tables, with the machines they were measured on.
+        ``"float16"`` is for GPUs.
         ``"auto"`` picks bfloat16 only where the hardware computes it
         natively and it was measured faster for this network (see the
         performance guide), float32 otherwise. Features are float32 in every
