@@ -6,7 +6,8 @@ Side by side, on the same splits and the same network:
   LogisticRegression`` (``RidgeCV`` for numbers), the three-line pipeline the
   fine-tuning estimators must beat;
 * **head only**: ``FineTunedClassifier(unfreeze=0)`` / ``FineTunedRegressor``;
-* **defaults**: the fine-tuning estimators as they come (and, with
+* **defaults**: the fine-tuning estimators as they come, then with
+  ``augment="light"`` (and, with
   ``--grid``, every fine-tuning configuration listed in ``GRID``, to choose
   the defaults from).
 
@@ -23,12 +24,17 @@ next column is the difference to the linear probe, the last the time taken.
     python benchmarks/finetune_quality.py --grid             # also the candidate defaults
     python benchmarks/finetune_quality.py --backbone vgg16 --weights hed --grid
     python benchmarks/finetune_quality.py --backbone vgg16 --weights imagenet
+    python benchmarks/finetune_quality.py --backbone vgg16 --weights hed --defaults-only --only photos --only digits --save
+
+``--save`` writes the classification rows (probe, defaults, defaults with
+``augment="light"``) to ``docs/figures/finetune_quality_augment.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 from itertools import product
 from pathlib import Path
@@ -41,6 +47,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skptm import FineTunedClassifier, FineTunedRegressor, PretrainedFeatureTransformer
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _figures import save_figure
+
 from skptm._heads import RIDGE_ALPHAS
 
 #: Candidate fine-tuning settings measured with --grid (each option's values
@@ -155,6 +165,10 @@ def make_splits(y, n_train, seed_count=3, stratify=True):
     return splits
 
 
+#: The classification rows --save writes: (data, name, mean, low, high, seconds).
+RESULTS = []
+
+
 def row(name, result, reference, elapsed):
     mean, low, high = result
     print(f"  {name:<44} {mean:7.3f}  ({low:.3f}-{high:.3f})  {mean - reference:+7.3f}  {elapsed:6.1f}s")
@@ -171,12 +185,16 @@ def compare_classifiers(title, X, y, n_train, args):
     print(f"\n{title}: {n_train} training images, accuracy (mean, range over 3 splits, vs linear probe)")
     probe, elapsed = timed(lambda: linear_probe(args), X, y, splits)
     row("linear probe (StandardScaler + LogisticRegression)", probe, probe[0], elapsed)
+    RESULTS.append((title, n_train, "linear probe", *probe, elapsed))
     common = dict(**network(args), random_state=0)
     candidates = [
         ("FineTunedClassifier(unfreeze=0)", {"unfreeze": 0}),
         ("  ... with hidden_units=(256,)", {"unfreeze": 0, "hidden_units": (256,)}),
         ("FineTunedClassifier() defaults", {}),
+        ("FineTunedClassifier(augment='light')", {"augment": "light"}),
     ]
+    if args.defaults_only:
+        candidates = candidates[2:]
     if args.grid:
         for values in product(*(getattr(args, name) for name in GRID)):
             params = dict(zip(GRID, values))
@@ -185,6 +203,7 @@ def compare_classifiers(title, X, y, n_train, args):
     for name, params in candidates:
         result, elapsed = timed(lambda params=params: FineTunedClassifier(**common, **params), X, y, splits)
         row(name, result, probe[0], elapsed)
+        RESULTS.append((title, n_train, name, *result, elapsed))
 
 
 def compare_regressors(title, X, target, n_train, args):
@@ -214,6 +233,12 @@ def main():
     parser.add_argument("--size", type=int, default=48)
     parser.add_argument("--grid", action="store_true", help="also measure the candidate defaults in GRID")
     parser.add_argument("--only", choices=["photos", "digits", "regression"], action="append")
+    parser.add_argument(
+        "--defaults-only",
+        action="store_true",
+        help="only the probe, the defaults and the defaults with augment='light'",
+    )
+    parser.add_argument("--save", action="store_true", help="write docs/figures/finetune_quality_augment.json")
     for name, values in GRID.items():
         kind = (
             (lambda v: None if v == "none" else float(v))
@@ -239,6 +264,33 @@ def main():
         X, _ = digits(args.size)
         X = X[:600]
         compare_regressors("digits upscaled, their amount of ink", X, X.reshape(len(X), -1).mean(axis=1), 200, args)
+    if args.save:
+        save_augment_figure(args)
+
+
+def save_augment_figure(args):
+    """The probe, the defaults and ``augment="light"`` per task, as a figure file."""
+    tasks = {}
+    for title, n_train, name, mean, low, high, seconds in RESULTS:
+        tasks.setdefault((title, n_train), {})[name] = (mean, low, high, seconds)
+    rows = []
+    for (title, n_train), found in tasks.items():
+        probe = found["linear probe"][0]
+        cells = [f"{title.split(' (')[0]}, {n_train}"]
+        for name in ("linear probe", "FineTunedClassifier() defaults", "FineTunedClassifier(augment='light')"):
+            mean, low, high, seconds = found[name]
+            gain = "" if name == "linear probe" else f", {mean - probe:+.3f}"
+            cells.append(f"{mean:.3f} ({low:.3f}–{high:.3f}){gain}, {seconds:.0f} s")
+        rows.append(cells)
+    save_figure(
+        "finetune_quality_augment",
+        conditions=(
+            f"{args.backbone}, weights={args.weights}, {args.size} px; accuracy, mean (range) over 3 random splits, "
+            "then the difference to the linear probe and the time of the three fits; the data of the tables above"
+        ),
+        columns=["data, training images", "linear probe", "defaults", 'defaults, `augment="light"`'],
+        rows=rows,
+    )
 
 
 if __name__ == "__main__":

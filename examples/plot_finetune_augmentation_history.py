@@ -16,30 +16,36 @@ probe alone (``unfreeze=0``).
 # A held-out set of photos
 # ------------------------
 # Random crops of the sixteen sample photos (some mirrored) are written as
-# JPEG files in one folder per theme (``_quick.write_views``). About a third
+# JPEG files in one folder per theme (:func:`skptm.datasets.make_sample_views`). About a third
 # of the *photos*, with all their views, are held out: a view of a training
 # photo in the test set would flatter the score.
 #
-# ``_quick``, a small module beside the examples, switches between a
-# realistic run (the default: ImageNet weights at the network's own input
-# size) and a quick one (``SKPTM_EXAMPLES_QUICK=1``, as in the documentation
-# build: random weights at 64 px, fewer images and epochs).
+# ImageNet weights come from Keras's cache, downloaded there once. Where they
+# cannot be had (offline, as when these pages are built), the example runs
+# on random weights at 64 px with fewer images and epochs, and says so in its output
+# and titles: it then shows the pipeline working, not what a pretrained
+# network sees in the photos.
 import tempfile
 
-import _quick
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 import skptm
-from skptm.datasets import load_sample_photos
+from skptm.datasets import make_sample_views
 
-print(_quick.banner())
+try:
+    skptm.fetch_weights(["mobilenet_v2"], verbose=0)
+    WEIGHTS, INPUT_SIZE, VIEWS, EPOCHS, OFFLINE = "imagenet", None, 8, 10, ""
+except skptm.WeightsUnavailableError:
+    WEIGHTS, INPUT_SIZE, VIEWS, EPOCHS = None, 64, 3, 2
+    OFFLINE = "\n(random weights: ImageNet weights could not be had here)"
+print(f"weights={WEIGHTS}, input_size={INPUT_SIZE}{OFFLINE}")
 
 workdir = tempfile.TemporaryDirectory(prefix="skptm-views-")
-views = skptm.load_image_folder(_quick.write_views(load_sample_photos(), workdir.name))
+views = make_sample_views(workdir.name, views_per_photo=VIEWS, random_state=0)
 # With your own photos, one sub-folder per class:
 # views = skptm.load_image_folder("my_photos/")
-groups = [_quick.source_photo(path) for path in views.paths]
+groups = views.groups
 splitter = StratifiedGroupKFold(n_splits=3, shuffle=True, random_state=0)
 train, test = next(splitter.split(views.paths, views.target, groups))
 X_train, X_test = views.paths[train], views.paths[test]
@@ -61,12 +67,12 @@ from skptm import FineTunedClassifier
 
 common = {
     "backbone": "mobilenet_v2",
-    "weights": _quick.WEIGHTS,
-    "input_size": _quick.INPUT_SIZE,
+    "weights": WEIGHTS,
+    "input_size": INPUT_SIZE,
     "random_state": 0,
 }
 probe = FineTunedClassifier(unfreeze=0, **common).fit(X_train, y_train)
-tuned = FineTunedClassifier(unfreeze=8, finetune_epochs=_quick.EPOCHS, augment="light", **common)
+tuned = FineTunedClassifier(unfreeze=8, finetune_epochs=EPOCHS, augment="light", **common)
 tuned.fit(X_train, y_train)
 
 probe_accuracy, tuned_accuracy = probe.score(X_test, y_test), tuned.score(X_test, y_test)
@@ -87,7 +93,7 @@ import matplotlib.pyplot as plt
 import skptm.plot
 
 fig = skptm.plot.history(tuned)
-fig.suptitle(_quick.title(f"held-out accuracy: probe {probe_accuracy:.2f}, fine-tuned {tuned_accuracy:.2f}"))
+fig.suptitle(f"held-out accuracy: probe {probe_accuracy:.2f}, fine-tuned {tuned_accuracy:.2f}" + OFFLINE)
 fig.tight_layout()
 plt.show()
 

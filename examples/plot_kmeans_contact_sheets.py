@@ -19,22 +19,29 @@ them.
 # their directions (a cosine similarity) rather than their magnitudes, which
 # vary with contrast and detail more than with content.
 #
-# ``_quick``, a small module beside the examples, switches between a
-# realistic run (the default: ImageNet weights at the network's own input
-# size) and a quick one (``SKPTM_EXAMPLES_QUICK=1``, as in the documentation
-# build: random weights at 64 px, fewer images and epochs).
-import _quick
+# ImageNet weights come from Keras's cache, downloaded there once. Where they
+# cannot be had (offline, as when these pages are built), the example runs
+# on random weights at 64 px, and says so in its output
+# and titles: it then shows the pipeline working, not what a pretrained
+# network sees in the photos.
 from sklearn.preprocessing import normalize
 
+import skptm
 from skptm import PretrainedFeatureTransformer
 from skptm.datasets import load_sample_photos
 
-print(_quick.banner())
+try:
+    skptm.fetch_weights(["efficientnet_b0"], verbose=0)
+    WEIGHTS, INPUT_SIZE, OFFLINE = "imagenet", None, ""
+except skptm.WeightsUnavailableError:
+    WEIGHTS, INPUT_SIZE = None, 64
+    OFFLINE = "\n(random weights: ImageNet weights could not be had here)"
+print(f"weights={WEIGHTS}, input_size={INPUT_SIZE}{OFFLINE}")
 
 photos = load_sample_photos()
 # With your own photos, a flat folder will do (no labels are needed):
 # paths = sorted(pathlib.Path("my_photos").glob("*.jpg"))
-extractor = PretrainedFeatureTransformer("efficientnet_b0", weights=_quick.WEIGHTS, input_size=_quick.INPUT_SIZE)
+extractor = PretrainedFeatureTransformer("efficientnet_b0", weights=WEIGHTS, input_size=INPUT_SIZE)
 features = normalize(extractor.transform(photos.paths))
 print(f"{features.shape[0]} photos, {features.shape[1]} features each")
 
@@ -70,7 +77,7 @@ for cluster in range(kmeans.n_clusters):
         captions,
         ncols=max(4, len(members)),
         thumbnail_size=96,
-        title=_quick.title(f"Cluster {cluster}: {len(members)} photo(s), nearest to the centre first"),
+        title=f"Cluster {cluster}: {len(members)} photo(s), nearest to the centre first" + OFFLINE,
     )
 plt.show()
 

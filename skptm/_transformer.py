@@ -92,10 +92,11 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
         natively (AVX-512 BF16, AMX), slower for others; the performance
         guide has the tables, with the machines they were measured on.
         ``"float16"`` is for GPUs.
-        ``"auto"`` picks bfloat16 only where the hardware computes it
-        natively and it was measured faster for this network (see the
-        performance guide), float32 otherwise. Features are float32 in every
-        case, and your own Keras dtype policy is left as it is.
+        ``"auto"`` picks bfloat16 (or float16 on a GPU) only where it was
+        measured on this machine (``skptm calibrate``) faster than float32
+        for this network, with features within cosine 0.999 of float32's;
+        float32 otherwise. Features are float32 in every case, and your own
+        Keras dtype policy is left as it is.
 
     engine : {"auto", "tensorflow", "openvino"}, default="auto"
         What runs the network. ``"openvino"`` converts the same Keras network
@@ -104,12 +105,14 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
         other processes (the optional extra ``skptm[openvino]``; nothing is
         downloaded). It computes in ``precision``: float32, or bfloat16 on a
         CPU with native BF16. ``"auto"`` takes the fastest (engine,
-        precision) that ``precision`` allows for this network, from a table
-        measured over every network of the registry: OpenVINO where it is at
-        least 1.1x faster (ConvNeXt, MobileNet, ResNet, ...), TensorFlow
-        otherwise, and always TensorFlow without OpenVINO installed, on a
-        GPU or for a custom backbone. OpenVINO float32 features have a cosine
-        similarity of at least 0.9999 to TensorFlow's (1.00000 measured).
+        precision) that ``precision`` allows for this network as measured on
+        this machine (``skptm calibrate``, or automatically before a first
+        job estimated at five minutes or more), where it beat TensorFlow
+        beyond the measurement's noise with features within cosine 0.9999
+        of TensorFlow float32's; TensorFlow float32 where nothing was
+        measured here, without OpenVINO installed, or for a custom backbone.
+        The choice is made once per network and process, so results never
+        depend on the size or order of calls (see the performance guide).
 
     cache : str, path or None, default=None
         A directory where features are kept per image, keyed by the image's

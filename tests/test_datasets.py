@@ -83,3 +83,25 @@ def test_sample_photos_are_real_licensed_images():
             assert max(image.size) <= 480 and min(image.size) >= 256
     assert licences.count(".jpg |") == len(photos.paths)
     assert "CC BY 2.0" in photos.DESCR
+
+
+def test_sample_views_keep_their_photo_theme_and_group(tmp_path):
+    from sklearn.model_selection import GroupKFold
+
+    from skptm.datasets import load_sample_photos, make_sample_views
+
+    photos = load_sample_photos()
+    theme_of = {Path(path).stem: photos.target_names[label] for path, label in zip(photos.paths, photos.target)}
+    views = make_sample_views(tmp_path / "a", views_per_photo=2, random_state=0)
+    assert len(views.paths) == 2 * len(photos.paths) and views.target_names == photos.target_names
+    assert sorted(set(views.groups)) == sorted(theme_of)
+    for path, label, group in zip(views.paths, views.target, views.groups):
+        assert views.target_names[label] == theme_of[group]
+        with Image.open(path) as image:
+            assert image.format == "JPEG"
+    for train, test in GroupKFold(4).split(views.paths, views.target, views.groups):
+        assert not set(views.groups[train]) & set(views.groups[test])
+    again = make_sample_views(tmp_path / "b", views_per_photo=2, random_state=0)
+    assert [Path(p).read_bytes() for p in again.paths] == [Path(p).read_bytes() for p in views.paths]
+    with pytest.raises(ValueError, match="views_per_photo"):
+        make_sample_views(tmp_path / "c", views_per_photo=0)

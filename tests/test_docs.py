@@ -4,7 +4,8 @@ One test, ``test_docs_build_and_render``, so that pytest-xdist never builds
 the documentation twice. It copies ``docs/`` and ``examples/`` to a temporary
 folder (no build output lands in the repository), runs
 ``sphinx-build -W --keep-going -b html`` on them (warnings are errors; the
-gallery runs the examples in their quick mode), checks that every public
+gallery runs the examples, on random weights where ImageNet weights cannot
+be had, which each example then says), checks that every public
 object has its API page at the URL the estimators' HTML repr links to, then
 opens the home page and the first gallery example that draws a figure in
 headless Chromium, through a local HTTP server, and checks that they
@@ -81,7 +82,7 @@ def built_docs(tmp_path_factory):
     shutil.copytree(ROOT / "examples", work / "examples", ignore=ignore)
     html = work / "html"
 
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", SKPTM_EXAMPLES_QUICK="1", MPLBACKEND="agg")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="agg")
     command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", "docs", str(html)]
     start = time.perf_counter()
     try:
@@ -210,6 +211,11 @@ def test_docs_build_and_render(built_docs, served_docs):
         page for page in examples if any(name in page.read_text(encoding="utf-8") for name in GALLERY_IMAGE_CLASSES)
     ]
     assert with_figures, f"no gallery example shows a figure: {[page.name for page in examples]}"
+    # An example that ran without ImageNet weights says so in its output.
+    for page in examples:
+        text = page.read_text(encoding="utf-8")
+        if "weights=None" in text:
+            assert "random weights: ImageNet weights could not be had here" in text, page.name
 
     if not CHROMIUM.exists():
         _skip_or_fail(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
