@@ -6,7 +6,8 @@ phase 1 (decode, features of the frozen network, the head solved by
 scikit-learn), then phase 2's epochs (forward and backward passes through
 the unfrozen top layers; the first epoch also traces the training step),
 once without augmentation and once with ``augment="light"``; then
-``predict`` on the same files. Random weights (speed does not depend on
+``predict`` on the same files, plain and with test-time views
+(``tta="flip"``, ``"light"``; the first call of each traces its network). Random weights (speed does not depend on
 their values). Prints each phase per 1,000 images and the estimate for a
 default fit (phase 1, then ``finetune_epochs=10``); ``--save`` writes the
 table to ``docs/figures/finetune_cost.json``.
@@ -85,13 +86,16 @@ def main():
         )
         for augment in (None, "light"):
             model, phase1, epochs, total = timed_fit(args, paths, y, augment)
-            start = time.perf_counter()
-            model.predict(paths)
-            predict = time.perf_counter() - start
+            predict = {}
+            for tta in (None, "flip", "light"):
+                start = time.perf_counter()
+                model.set_params(tta=tta).predict(paths)
+                predict[tta] = time.perf_counter() - start
             later = float(np.median(epochs[1:]))
             default_fit = phase1 + epochs[0] + 9 * later
             print(
-                f"augment={augment!r}: phase 1 {phase1:.1f} s, epochs {np.round(epochs, 1)} s, fit {total:.1f} s, predict {predict:.1f} s"
+                f"augment={augment!r}: phase 1 {phase1:.1f} s, epochs {np.round(epochs, 1)} s, fit {total:.1f} s, "
+                f"predict {predict}"
             )
             rows.append(
                 [
@@ -99,8 +103,8 @@ def main():
                     f"{phase1 * per_k:.0f} s",
                     f"{epochs[0] * per_k:.0f} s",
                     f"{later * per_k:.0f} s",
-                    f"{predict * per_k:.0f} s",
                     f"{default_fit * per_k / 60:.1f} min",
+                    *(f"{predict[tta] * per_k:.0f} s" for tta in (None, "flip", "light")),
                 ]
             )
     from skptm._backbones import get_backbone_spec
@@ -113,7 +117,16 @@ def main():
         "the first epoch plus 9 later ones (finetune_epochs=10)"
     )
     print(machine(), "|", conditions)
-    columns = ["", "phase 1 (features, head)", "first epoch (traces)", "each later epoch", "`predict`", "default fit"]
+    columns = [
+        "",
+        "phase 1 (features, head)",
+        "first epoch (traces)",
+        "each later epoch",
+        "default fit",
+        "`predict`",
+        '`predict`, `tta="flip"`',
+        '`predict`, `tta="light"`',
+    ]
     print(" | ".join(columns))
     for row in rows:
         print(" | ".join(row))

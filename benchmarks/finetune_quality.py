@@ -7,7 +7,8 @@ Side by side, on the same splits and the same network:
   fine-tuning estimators must beat;
 * **head only**: ``FineTunedClassifier(unfreeze=0)`` / ``FineTunedRegressor``;
 * **defaults**: the fine-tuning estimators as they come, then with
-  ``augment="light"`` (and, with
+  ``augment="light"``; with ``--tta``, each also predicting with test-time
+  views (``tta="flip"``, ``"light"``) (and, with
   ``--grid``, every fine-tuning configuration listed in ``GRID``, to choose
   the defaults from).
 
@@ -24,7 +25,7 @@ next column is the difference to the linear probe, the last the time taken.
     python benchmarks/finetune_quality.py --grid             # also the candidate defaults
     python benchmarks/finetune_quality.py --backbone vgg16 --weights hed --grid
     python benchmarks/finetune_quality.py --backbone vgg16 --weights imagenet
-    python benchmarks/finetune_quality.py --backbone vgg16 --weights hed --defaults-only --only photos --only digits --save
+    python benchmarks/finetune_quality.py --backbone vgg16 --weights hed --defaults-only --tta --only photos --only digits --save
 
 ``--save`` writes the classification rows (probe, defaults, defaults with
 ``augment="light"``) to ``docs/figures/finetune_quality_augment.json``.
@@ -147,12 +148,23 @@ def linear_probe(args, regression=False, alphas=(0.1, 1.0, 10.0)):
     return make_pipeline(PretrainedFeatureTransformer(**network(args)), StandardScaler(), last)
 
 
-def mean_score(make, X, y, splits, stratify=True):
-    scores = []
+def mean_score(make, X, y, splits, ttas=()):
+    """Mean, lowest and highest test score over ``splits``; with ``ttas``, also
+    the same fitted models' scores with each ``tta`` (set after fitting)."""
+    scores, by_tta = [], {tta: [] for tta in ttas}
     for train, test in splits:
         model = make().fit(X[train], y[train])
         scores.append(model.score(X[test], y[test]))
-    return float(np.mean(scores)), float(np.min(scores)), float(np.max(scores))
+        for tta in ttas:
+            by_tta[tta].append(model.set_params(tta=tta).score(X[test], y[test]))
+            model.set_params(tta=None)
+
+    def summary(values):
+        return float(np.mean(values)), float(np.min(values)), float(np.max(values))
+
+    if ttas:
+        return summary(scores), {tta: summary(values) for tta, values in by_tta.items()}
+    return summary(scores)
 
 
 def make_splits(y, n_train, seed_count=3, stratify=True):
@@ -165,8 +177,11 @@ def make_splits(y, n_train, seed_count=3, stratify=True):
     return splits
 
 
-#: The classification rows --save writes: (data, name, mean, low, high, seconds).
+#: The classification rows --save writes: (data, training images, name, mean, low, high).
 RESULTS = []
+
+#: Test-time augmentations scored on the fitted fine-tuning models (--tta).
+TTAS = ("flip", "light")
 
 
 def row(name, result, reference, elapsed):
@@ -185,7 +200,7 @@ def compare_classifiers(title, X, y, n_train, args):
     print(f"\n{title}: {n_train} training images, accuracy (mean, range over 3 splits, vs linear probe)")
     probe, elapsed = timed(lambda: linear_probe(args), X, y, splits)
     row("linear probe (StandardScaler + LogisticRegression)", probe, probe[0], elapsed)
-    RESULTS.append((title, n_train, "linear probe", *probe, elapsed))
+    RESULTS.append((title, n_train, "linear probe", *probe))
     common = dict(**network(args), random_state=0)
     candidates = [
         ("FineTunedClassifier(unfreeze=0)", {"unfreeze": 0}),
@@ -200,10 +215,17 @@ def compare_classifiers(title, X, y, n_train, args):
             params = dict(zip(GRID, values))
             name = ", ".join(f"{LABELS[key]}={value}" for key, value in params.items())
             candidates.append((name, params))
+    ttas = TTAS if args.tta else ()
     for name, params in candidates:
-        result, elapsed = timed(lambda params=params: FineTunedClassifier(**common, **params), X, y, splits)
+        start = time.perf_counter()
+        result = mean_score(lambda params=params: FineTunedClassifier(**common, **params), X, y, splits, ttas)
+        elapsed = time.perf_counter() - start
+        result, with_tta = result if ttas else (result, {})
         row(name, result, probe[0], elapsed)
-        RESULTS.append((title, n_train, name, *result, elapsed))
+        RESULTS.append((title, n_train, name, *result))
+        for tta, scores in with_tta.items():
+            row(f"  ... predicting with tta={tta!r}", scores, probe[0], 0.0)
+            RESULTS.append((title, n_train, f"{name}, tta={tta!r}", *scores))
 
 
 def compare_regressors(title, X, target, n_train, args):
@@ -238,6 +260,9 @@ def main():
         action="store_true",
         help="only the probe, the defaults and the defaults with augment='light'",
     )
+    parser.add_argument(
+        "--tta", action="store_true", help="also score the fitted fine-tuning models with tta='flip' and 'light'"
+    )
     parser.add_argument("--save", action="store_true", help="write docs/figures/finetune_quality_augment.json")
     for name, values in GRID.items():
         kind = (
@@ -269,26 +294,37 @@ def main():
 
 
 def save_augment_figure(args):
-    """The probe, the defaults and ``augment="light"`` per task, as a figure file."""
+    """Accuracy of the probe, the defaults, ``augment="light"`` and (with
+    ``--tta``) both predicted with test-time views, per task, as a figure file."""
     tasks = {}
-    for title, n_train, name, mean, low, high, seconds in RESULTS:
-        tasks.setdefault((title, n_train), {})[name] = (mean, low, high, seconds)
+    for title, n_train, name, mean, low, high in RESULTS:
+        tasks.setdefault((title, n_train), {})[name] = (mean, low, high)
+    names = {
+        "linear probe": "linear probe",
+        "FineTunedClassifier() defaults": "defaults",
+        "FineTunedClassifier(augment='light')": '`augment="light"`',
+    }
+    if args.tta:
+        for fitted in ("FineTunedClassifier() defaults", "FineTunedClassifier(augment='light')"):
+            for tta in TTAS:
+                names[f"{fitted}, tta={tta!r}"] = f'{names[fitted]}, `tta="{tta}"`'
     rows = []
     for (title, n_train), found in tasks.items():
         probe = found["linear probe"][0]
         cells = [f"{title.split(' (')[0]}, {n_train}"]
-        for name in ("linear probe", "FineTunedClassifier() defaults", "FineTunedClassifier(augment='light')"):
-            mean, low, high, seconds = found[name]
+        for name in names:
+            mean, low, high = found[name]
             gain = "" if name == "linear probe" else f", {mean - probe:+.3f}"
-            cells.append(f"{mean:.3f} ({low:.3f}–{high:.3f}){gain}, {seconds:.0f} s")
+            cells.append(f"{mean:.3f} ({low:.3f}–{high:.3f}){gain}")
         rows.append(cells)
     save_figure(
         "finetune_quality_augment",
         conditions=(
             f"{args.backbone}, weights={args.weights}, {args.size} px; accuracy, mean (range) over 3 random splits, "
-            "then the difference to the linear probe and the time of the three fits; the data of the tables above"
+            "then the difference to the linear probe; `tta` scores the same fitted models with test-time views; "
+            "the data of the tables above"
         ),
-        columns=["data, training images", "linear probe", "defaults", 'defaults, `augment="light"`'],
+        columns=["data, training images", *names.values()],
         rows=rows,
     )
 

@@ -89,6 +89,21 @@ PARAMETERS_DOC = """
         horizontal flip, a small rotation, zoom and contrast change; a Keras
         layer or ``Sequential`` of your own works too.
 
+    tta : None, "flip", "light" or list of str, default=None
+        Test-time augmentation for :meth:`predict`, :meth:`predict_proba`
+        and :meth:`transform` (never for ``fit``): each image is also seen
+        as other views, and the outputs are averaged (probabilities, or
+        features). ``"flip"``: the image and its mirror image (twice the
+        cost of a prediction); ``"light"``: those two, and both again
+        cropped to the central 87.5% (four times); or a list of views, each
+        a transform of ``"identity"``, ``"flip"``, ``"flip_vertical"``,
+        ``"crop_center"``, ``"crop_top_left"``, ``"crop_top_right"``,
+        ``"crop_bottom_left"``, ``"crop_bottom_right"`` or several joined by
+        ``+``. The views are part of the network, so every engine runs them.
+        It can be set after fitting (``set_params(tta="flip")``), or
+        searched over with ``GridSearchCV``. Whether it helps is for your
+        data to say: the user guide shows what it did on ours.
+
     validation_fraction : float or None, default=None
         Fraction of the training data held out (stratified for
         classification). Phase 2 then keeps the weights with the lowest
@@ -241,6 +256,7 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         "finetune_learning_rate": [Interval(Real, 0, None, closed="neither")],
         "finetune_epochs": [Interval(Integral, 0, None, closed="left")],
         "augment": [StrOptions({"light"}), callable, None],
+        "tta": [str, list, tuple, None],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
         "early_stopping": ["boolean"],
         "patience": [Interval(Integral, 1, None, closed="left")],
@@ -272,6 +288,7 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         finetune_learning_rate=1e-4,
         finetune_epochs=10,
         augment=None,
+        tta=None,
         validation_fraction=None,
         early_stopping=False,
         patience=3,
@@ -300,6 +317,7 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         self.finetune_learning_rate = finetune_learning_rate
         self.finetune_epochs = finetune_epochs
         self.augment = augment
+        self.tta = tta
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping
         self.patience = patience
@@ -473,6 +491,7 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         return state
 
     def __setstate__(self, state):
+        state.setdefault("tta", None)  # pickled before tta existed
         trained_state = state.pop("_trained_state", None)
         super().__setstate__(state)
         if trained_state is not None:

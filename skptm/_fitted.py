@@ -4,7 +4,9 @@
   with the engine and precision the model fixed at the end of ``fit``
   (:func:`inference_choice`). A model whose backbone was not trained (no
   layer unfrozen) runs the shared feature network, already traced or
-  converted in this process, and then its head.
+  converted in this process, and then its head. With test-time views
+  (``tta``), the model runs on every view and averages its outputs
+  (probabilities, standardised targets or features).
 * A pickle holds only the weights training changed, and the base weights'
   fingerprint (:func:`export_state`, :func:`import_state`).
 """
@@ -12,16 +14,20 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+import weakref
 
 import keras
 import numpy as np
 
 from ._features import extract_features, make_source, predict_padded
 from ._finetune import Task, feature_network, new_model
+from ._tta import parse_tta
 from ._unfreeze import layer_at
 from .engines import prepare
 from .engines.decision import Choice
 from .networks import FeatureNetwork, TrainedModel, fingerprint
+from .networks.views import with_views
 
 
 def inference_choice(params, network: FeatureNetwork, n_items: int) -> Choice:
@@ -55,17 +61,37 @@ def predict_outputs(trained: TrainedModel, network: FeatureNetwork, X, params, c
     head: the same arithmetic as the whole model, without tracing or
     converting a new network for each fitted estimator.
     """
-    if not trained.unfrozen:
+    views = parse_tta(params.get("tta"))
+    if not trained.unfrozen and not views:
         return _head_outputs(trained.head, _run(network, X, params, choice, on_error), params["batch_size"])
     names = [f"out_{i}" for i in range(trained.trainee.outputs[0].shape[-1])]
-    return _run(_runner(trained.trainee, network, names), X, params, choice, on_error).astype(np.float64)
+    model = _with_views(trained.trainee, views)
+    return _run(_runner(model, network, names), X, params, choice, on_error).astype(np.float64)
 
 
 def transform_features(trained: TrainedModel, network: FeatureNetwork, X, params, choice: Choice, on_error="raise"):
     """The pooled features of the fine-tuned backbone: what the head sees."""
-    if not trained.unfrozen:  # the shared network's own features (see predict_outputs)
+    views = parse_tta(params.get("tta"))
+    model = network.model if not trained.unfrozen else trained.features  # see predict_outputs
+    if model is network.model and not views:
         return _run(network, X, params, choice, on_error)
-    return _run(_runner(trained.features, network, network.feature_names), X, params, choice, on_error)
+    return _run(_runner(_with_views(model, views), network, network.feature_names), X, params, choice, on_error)
+
+
+_views_lock = threading.Lock()
+_with_views_cache = weakref.WeakKeyDictionary()  # keras model -> {views: the model on those views}
+
+
+def _with_views(model, views):
+    """``model`` on test-time ``views``, one wrapper per (model, views), so
+    that repeated calls reuse what was traced or converted."""
+    if not views:
+        return model
+    with _views_lock:
+        wrapped = _with_views_cache.setdefault(model, {})
+        if views not in wrapped:
+            wrapped[views] = with_views(model, views)
+        return wrapped[views]
 
 
 class _EagerHead:

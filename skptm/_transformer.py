@@ -75,6 +75,17 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
         Override the backbone's preprocessing family. ``None`` uses the
         registry's for named backbones and ``"none"`` for custom ones.
 
+    tta : None, "flip", "light" or list of str, default=None
+        Test-time augmentation: each image is also seen as other views, and
+        the features are averaged. ``"flip"``: the image and its mirror
+        image (twice the cost); ``"light"``: those two, and both again
+        cropped to the central 87.5% (four times); or a list of views, each
+        a transform of ``"identity"``, ``"flip"``, ``"flip_vertical"``,
+        ``"crop_center"``, ``"crop_top_left"``, ``"crop_top_right"``,
+        ``"crop_bottom_left"``, ``"crop_bottom_right"`` or several joined by
+        ``+``. The views are part of the network, so every engine runs them,
+        and the feature cache keeps their features apart.
+
     batch_size : int, default=32
         Images decoded and passed through the network at once. Memory grows
         with ``batch_size``, never with the number of images. A last partial
@@ -191,6 +202,7 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
         "resize": [StrOptions(set(RESIZE_POLICIES))],
         "interpolation": [StrOptions(set(INTERPOLATIONS))],
         "preprocessing": [StrOptions(set(PREPROCESSING_FAMILIES)), None],
+        "tta": [str, list, tuple, None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "precision": [StrOptions(set(PRECISION_CHOICES))],
         "engine": [StrOptions(set(ENGINE_CHOICES))],
@@ -210,6 +222,7 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
         resize="stretch",
         interpolation="bilinear",
         preprocessing=None,
+        tta=None,
         batch_size=32,
         precision="float32",
         engine="auto",
@@ -226,6 +239,7 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
         self.resize = resize
         self.interpolation = interpolation
         self.preprocessing = preprocessing
+        self.tta = tta
         self.batch_size = batch_size
         self.precision = precision
         self.engine = engine
@@ -318,6 +332,10 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
         super()._validate_params()
         check_parameter_values(self)  # what the constraints cannot express
 
+    def __setstate__(self, state):
+        state.setdefault("tta", None)  # pickled before tta existed
+        super().__setstate__(state)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.requires_fit = False
@@ -345,6 +363,7 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
             layers=tuple(layers) if layers is not None else None,
             preprocessing=self.preprocessing,
             precision=get_engine(choice.engine).network_precision(choice.precision),
+            tta=self.tta,
         )
         if not network.takes_images:
             return network  # a tabular custom backbone: TensorFlow

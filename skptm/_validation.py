@@ -74,6 +74,16 @@ def _class_weights(value) -> bool:
     return True
 
 
+def _tta(value) -> bool:
+    from ._tta import parse_tta
+
+    try:
+        parse_tta(value)
+    except ValueError:
+        return False
+    return True
+
+
 #: parameter -> (check of a value its constraints accepted, what a valid value is)
 _VALUE_CHECKS = {
     "input_size": (_image_size, "an int >= 1, a (height, width) pair of ints >= 1 or None"),
@@ -82,6 +92,7 @@ _VALUE_CHECKS = {
     "unfreeze": (_unfreeze, 'an int >= 0, "all" or the name of a backbone layer'),
     "callbacks": (_callbacks, "a list of keras.callbacks.Callback instances or None"),
     "class_weight": (_class_weights, "a dict {class: finite weight >= 0}, 'balanced' or None"),
+    "tta": (_tta, "None, 'flip', 'light' or a non-empty list of views (transforms joined by '+')"),
 }
 
 

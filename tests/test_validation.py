@@ -65,6 +65,7 @@ COMMON = {
     "n_jobs": [0, 1.5, "all", "-1"],
     "on_error": ["skip", "NaN", None],
     "verbose": [-1, 0.5, "yes"],
+    "tta": ["mirror", "", 1, [], ["identity", "rotate"], ["crop_center+spin"], [3], {"flip"}],
 }
 FINE_TUNED = {
     **COMMON,

@@ -15,6 +15,7 @@ from .._backbones import feature_names
 from .description import Blueprint, FeatureNetwork
 from .layers import FixedAffine, ImagePreprocessing, get_layer, global_pool, set_affine
 from .precision import dtype_policy_scope
+from .views import with_views
 from .weights import private_copy
 
 
@@ -27,7 +28,7 @@ def as_size(input_size):
     return tuple(int(s) for s in input_size)
 
 
-def describe(base, spec, backbone, family, pooling, layers, input_size, precision) -> Blueprint:
+def describe(base, spec, backbone, family, pooling, layers, input_size, precision, views=()) -> Blueprint:
     """The :class:`Blueprint` of the feature network around a built ``base``.
 
     Parameters
@@ -46,6 +47,8 @@ def describe(base, spec, backbone, family, pooling, layers, input_size, precisio
     input_size : (int, int) or None
     precision : str
         What ``base`` computes in.
+    views : tuple of str
+        Test-time views whose features are averaged (``()``: none).
     """
     base_shape = tuple(base.inputs[0].shape[1:])
     name = spec.name if spec is not None else _custom_name(backbone, base)
@@ -55,6 +58,8 @@ def describe(base, spec, backbone, family, pooling, layers, input_size, precisio
                 f"A tabular backbone must output (batch, n_features); {base.name!r} outputs "
                 f"{tuple(base.outputs[0].shape)}."
             )
+        if views:
+            raise ValueError(f"tta needs a backbone that takes images; {base.name!r} takes rows of a table.")
         return Blueprint(base=base, name=name, takes_images=False, n_input_features=base_shape[0], precision=precision)
     if len(base_shape) != 3 or base_shape[-1] != 3:
         raise ValueError(
@@ -69,6 +74,7 @@ def describe(base, spec, backbone, family, pooling, layers, input_size, precisio
         pooling=pooling,
         layers=tuple(layers) if layers else None,
         precision=precision,
+        views=tuple(views),
     )
 
 
@@ -76,7 +82,8 @@ def assemble(blueprint: Blueprint):
     """The one assembly of every network skptm runs.
 
     ``[augmentation] -> preprocessing -> backbone (or some of its layers) ->
-    pooling [-> head [-> target scale]]``. skptm's layers around the backbone
+    pooling [-> head [-> target scale]]``; a feature network with test-time
+    ``views`` runs on each view of its input and averages the features. skptm's layers around the backbone
     compute in float32 whatever dtype policy the user set; the backbone keeps
     the precision it was built in.
 
@@ -104,7 +111,7 @@ def _feature_network(blueprint: Blueprint) -> FeatureNetwork:
         model, names = blueprint.base, _numbered(blueprint.name, blueprint.base.outputs[0].shape[-1])
     else:
         inputs, pooled, names = _trunk(blueprint, blueprint.base)
-        model = keras.Model(inputs, pooled, name=f"skptm_{blueprint.name}")
+        model = with_views(keras.Model(inputs, pooled, name=f"skptm_{blueprint.name}"), blueprint.views)
     return FeatureNetwork(
         model=model,
         base=blueprint.base,

@@ -23,6 +23,7 @@ import keras
 
 from .. import _threads
 from .._backbones import get_backbone_spec
+from .._tta import parse_tta
 from .assembly import as_size, assemble, describe
 from .fingerprints import model_identity
 from .precision import dtype_policy_scope, with_precision
@@ -75,11 +76,11 @@ class NetworkCache:
                 variants[key] = make()
             return variants[key]
 
-    def get(self, backbone, *, weights, input_size, pooling, layers, preprocessing, precision):
+    def get(self, backbone, *, weights, input_size, pooling, layers, preprocessing, precision, views=()):
         """The feature network for these parameters, from the cache or built."""
         spec = get_backbone_spec(backbone) if isinstance(backbone, str) else None
         family = _preprocessing_family(spec, preprocessing)
-        feature_key = (family, pooling, layers)
+        feature_key = (family, pooling, layers, views)
         base_key = (*_base_key(backbone, spec, weights, input_size), precision)
         network = self._cached(base_key, feature_key)
         if network is not None:
@@ -89,7 +90,8 @@ class NetworkCache:
             network = self._cached(base_key, feature_key)
             if network is not None:
                 return network
-            network = assemble(describe(entry[0], spec, backbone, family, pooling, layers, input_size, precision))
+            blueprint = describe(entry[0], spec, backbone, family, pooling, layers, input_size, precision, views)
+            network = assemble(blueprint)
             with self._lock:
                 self._stats["misses"] += 1
                 entry[1][feature_key] = network
@@ -152,6 +154,7 @@ def get_feature_network(
     layers=None,
     preprocessing=None,
     precision="float32",
+    tta=None,
 ):
     """The feature network for these parameters, from :data:`NETWORKS` or built.
 
@@ -167,6 +170,7 @@ def get_feature_network(
         layers=layers,
         preprocessing=preprocessing,
         precision=precision,
+        views=parse_tta(tta),
     )
 
 

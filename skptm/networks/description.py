@@ -48,6 +48,9 @@ class Blueprint:
         Seed of the augmentation layers.
     output_affine : tuple of arrays or None
         ``(scale, offset)`` from standardised outputs back to the targets' units.
+    views : tuple of str
+        Test-time views whose features a feature network averages
+        (:mod:`skptm.networks.views`); ``()`` for none.
     """
 
     base: object
@@ -63,6 +66,7 @@ class Blueprint:
     augment: object = None
     seed: int = 0
     output_affine: tuple | None = field(default=None, compare=False)
+    views: tuple = ()
 
 
 @dataclass(frozen=True)
