@@ -10,6 +10,7 @@ import time
 from numbers import Integral, Real
 
 import numpy as np
+from sklearn.metrics import get_scorer
 from sklearn.model_selection import (
     GroupKFold,
     KFold,
@@ -171,7 +172,8 @@ def compare(
     weights : "imagenet", None or path, default="imagenet"
         The networks' weights, as for the estimators. ``None`` (random
         weights) shows the pipeline working, not what pretrained features
-        can do; the recommendation says so.
+        can do; the recommendation says so. A weights file fits one
+        architecture: pass a single network in ``backbones`` with it.
     input_size : int, (int, int) or None, default=None
         Image size for the networks; ``None`` is each network's native size.
     finetune_epochs : int, default=10
@@ -258,6 +260,8 @@ def compare(
     extra = _check_finetune_params(finetune_params, estimator_class)
     seed = _seed(random_state)
     splits = _splits(cv, len(y), y, groups, classification, seed)
+    if isinstance(scoring, str):
+        get_scorer(scoring)  # an unknown name fails now, with scikit-learn's list of names
     scoring_name = scoring if isinstance(scoring, str) else getattr(scoring, "__name__", "score")
     if scoring is None:
         scoring = scoring_name = "accuracy" if classification else "r2"

@@ -230,12 +230,11 @@ class ComparisonResult:
                 'ComparisonResult.to_frame needs pandas: pip install "skptm[pandas]"; '
                 "result.table holds the same rows without it."
             ) from exc
+        rows = [(r.approach, r.backbone, r.unfreeze, r.mean, r.std, r.seconds, r.skipped) for r in self.table]
+        columns = {name: [row[i] for row in rows] for i, name in enumerate(COLUMNS)}
+        text = ("approach", "backbone", "unfreeze", "skipped")  # None stays None; depths stay ints or names
         return pd.DataFrame(
-            [
-                (row.approach, row.backbone, row.unfreeze, row.mean, row.std, row.seconds, row.skipped)
-                for row in self.table
-            ],
-            columns=list(COLUMNS),
+            {name: pd.Series(values, dtype=object if name in text else float) for name, values in columns.items()}
         )
 
     def plot(self, *, ax=None):
