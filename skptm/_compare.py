@@ -271,12 +271,6 @@ def compare(
             cache = stack.enter_context(tempfile.TemporaryDirectory(prefix="skptm-compare-"))
         common = {"weights": weights, "input_size": input_size, "batch_size": batch_size, "n_jobs": n_jobs}
         probes = {name: _probe(name, classification, engine=engine, cache=cache, **common) for name in names}
-        # Every network built (its weights found, or an offline error) before any image is read.
-        build_seconds = {}
-        for name, probe in probes.items():
-            start = time.perf_counter()
-            probe[0].fit(X)
-            build_seconds[name] = time.perf_counter() - start
 
         from tqdm.auto import tqdm
 
@@ -284,6 +278,13 @@ def compare(
         progress = stack.enter_context(
             tqdm(total=n_rows * len(splits), unit=" folds", desc="skptm.compare", disable=not verbose)
         )
+        # Every network built (its weights found, or an offline error) before any image is read.
+        build_seconds = {}
+        for name, probe in probes.items():
+            progress.set_postfix_str(f"building {name}")
+            start = time.perf_counter()
+            probe[0].fit(X)
+            build_seconds[name] = time.perf_counter() - start
         run = _Runner(X, y, splits, scoring, progress, started, time_budget)
 
         table = [run.pixels(_linear_model(classification), batch_size=batch_size, n_jobs=n_jobs)]
