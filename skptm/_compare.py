@@ -123,7 +123,8 @@ def compare(
     3. **fine-tuning** (:class:`~skptm.FineTunedClassifier` or
        :class:`~skptm.FineTunedRegressor`) of the best probe's network, at
        each depth of ``unfreeze``. Its phase 1 reads the probe's cached
-       features.
+       features (where the probe ran on TensorFlow: the cache keeps
+       entries per engine).
 
     Whether ``y`` holds classes or numbers is decided by scikit-learn's
     ``type_of_target``: integers and strings are classes (scored by
