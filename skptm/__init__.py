@@ -7,6 +7,8 @@ the process; networks are built on first use.
 from ._backbones import list_backbones
 from ._classifier import FineTunedClassifier
 from ._clustering import cluster_images
+from ._compare import compare
+from ._comparison import ApproachScore, ComparisonResult
 from ._disk_caches import clear_disk_caches, disk_cache_usage
 from ._regressor import FineTunedRegressor
 from ._transformer import PretrainedFeatureTransformer
@@ -47,7 +49,9 @@ def __getattr__(name):
 
 
 __all__ = [
+    "ApproachScore",
     "CalibrationWarning",
+    "ComparisonResult",
     "FeatureCacheWarning",
     "FineTunedClassifier",
     "FineTunedRegressor",
@@ -60,6 +64,7 @@ __all__ = [
     "clear_disk_caches",
     "clear_network_cache",
     "cluster_images",
+    "compare",
     "fetch_weights",
     "disk_cache_usage",
     "list_backbones",

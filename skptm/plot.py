@@ -1,4 +1,4 @@
-"""Pictures of images, feature maps and training: montage, embedding, history.
+"""Pictures of images, feature maps and training: montage, embedding, history, compare.
 
 Needs matplotlib (``pip install matplotlib``, or the ``plot`` extra). Each function returns the
 matplotlib ``Figure`` it drew on, as scikit-learn's displays do, so it can be
@@ -23,7 +23,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from ._batches import as_source
 from ._images import ImageReader
 
-__all__ = ["embedding", "history", "montage"]
+__all__ = ["compare", "embedding", "history", "montage"]
 
 _UNREADABLE_GREY = 200
 
@@ -196,3 +196,65 @@ def history(estimator):
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+#: Bar colours by approach, as :func:`history` colours the phases: the linear
+#: probe is phase 1's blue, fine-tuning phase 2's orange.
+_APPROACH_COLOURS = {"raw pixels": "tab:grey", "linear probe": "tab:blue", "fine-tuning": "tab:orange"}
+
+
+def compare(result, *, ax=None):
+    """What :func:`skptm.compare` found: a horizontal bar per approach.
+
+    Each bar is an approach's mean score over the folds, with its standard
+    deviation as an error bar; its numbers and time are written right of
+    the plot. A skipped approach keeps its row, marked as skipped. The
+    dotted line is raw pixels' mean, the reference every other bar is
+    measured against.
+
+    Parameters
+    ----------
+    result : ComparisonResult
+        What :func:`skptm.compare` returned.
+    ax : matplotlib Axes or None, default=None
+        Where to draw; ``None`` makes a new figure.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    """
+    rows = list(result.table)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 1.4 + 0.45 * len(rows)))
+    positions = np.arange(len(rows))[::-1]  # the first row on top
+    ran = [row for row in rows if row.ran]
+    low = min(0.0, *(row.mean - row.std for row in ran))
+    high = max(row.mean + row.std for row in ran)
+    margin = 0.03 * ((high - low) or 1.0)
+    low = low - margin if low < 0 else low
+    beside = ax.get_yaxis_transform()  # x in axes fractions, y in rows
+    for position, row in zip(positions, rows, strict=True):
+        if row.ran:
+            colour = _APPROACH_COLOURS.get(row.approach, "tab:green")
+            ax.barh(position, row.mean, xerr=row.std, color=colour, capsize=3, height=0.6)  # from 0
+            seconds = "" if row.seconds is None else f", {row.seconds:.0f} s"
+            words, colour = f"{row.mean:.3f} \N{PLUS-MINUS SIGN} {row.std:.3f}{seconds}", "black"
+        else:
+            words, colour = f"skipped ({row.skipped})", "grey"
+        ax.text(1.02, position, words, transform=beside, va="center", fontsize=8, color=colour)
+    ax.axvline(result.baseline.mean, color="black", linestyle=":", linewidth=1)
+    if low < 0:
+        ax.axvline(0, color="grey", linewidth=0.5)
+    ax.set_yticks(positions)
+    ax.set_yticklabels([row.label for row in rows], fontsize=8)
+    ax.set_ylim(positions[-1] - 0.6, positions[0] + 0.6)
+    ax.set_xlim(low, high + margin)
+    ax.set_xlabel(
+        f"{result.scoring}: mean \N{PLUS-MINUS SIGN} std over {result.n_splits} folds (dotted: raw pixels' mean)"
+    )
+    title = "Which approach suits these images"
+    if result.random_weights:
+        title += "\nrandom weights \N{EM DASH} not image content"
+    ax.set_title(title)
+    ax.figure.tight_layout()
+    return ax.figure

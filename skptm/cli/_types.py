@@ -55,3 +55,19 @@ def fraction(value):
     if not 0.0 < number < 1.0:
         raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, such as 0.2, got {value!r}")
     return number
+
+
+def positive_number(value):
+    """A float above 0 (``--time-budget``)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not number > 0:  # NaN included
+        raise argparse.ArgumentTypeError(f"expected a positive number, such as 600, got {value!r}")
+    return number
+
+
+def unfreeze_depth(value):
+    """``--unfreeze``: a count of layers, ``all``, or a layer name."""
+    return int(value) if value.isdigit() else value

@@ -19,7 +19,7 @@ from ._arguments import (
     params_for,
 )
 from ._common import listing, require
-from ._types import fraction, non_negative_int
+from ._types import fraction, non_negative_int, unfreeze_depth
 
 
 def add_parser(subparsers):
@@ -47,7 +47,7 @@ def add_parser(subparsers):
     add_network_options(command, backbone="efficientnet_b0")
     command.add_argument(
         "--unfreeze",
-        type=_unfreeze,
+        type=unfreeze_depth,
         default=8,
         metavar="N",
         help="backbone layers to fine-tune: a count of the top layers with weights, "
@@ -127,11 +127,6 @@ def run(args, parser):
     save(model, model_path)
     print(f"wrote {model_path} (use it with: skptm predict {model_path} IMAGES -o predictions.csv)")
     return 0
-
-
-def _unfreeze(value):
-    """``--unfreeze``: a count, ``all``, or a layer name."""
-    return int(value) if value.isdigit() else value
 
 
 def _check_classes(data, test_size):

@@ -265,6 +265,49 @@ def _native_size(backbone):
     return (spec.input_size, spec.input_size)
 
 
+def expected_rate(backbone: str, input_size=None, *, engine: str = "auto"):
+    """What is known here of how fast ``backbone`` computes features, and from where.
+
+    In order: a measurement made on this machine (:mod:`.calibration`), the
+    rate of what ``engine`` would run in float32; else the prior's TensorFlow
+    float32 rate on a machine of this instruction set and architecture
+    (:func:`.prior.table_for`), scaled from its input size to ``input_size``
+    by the number of pixels; else nothing. A rate measured on another kind
+    of machine is never used.
+
+    Parameters
+    ----------
+    backbone : str
+        A registry name.
+    input_size : int, (int, int) or None
+        ``None``: the network's native size.
+    engine : {"auto", "tensorflow", "openvino", ...}
+        The engine asked for.
+
+    Returns
+    -------
+    rate : (float, str) or None
+        Images per second and its source, ``"measured here"`` or ``"prior"``;
+        ``None`` when neither knows this network.
+    """
+    from ..networks import as_size
+    from . import calibration
+    from .prior import PRIOR_SIZE, table_for
+
+    size = as_size(input_size) or _native_size(backbone)
+    entry = calibration.load(_name(backbone), size)
+    if entry is not None:
+        choice = best_measured(entry, engine, "float32")
+        measured = entry["rates"].get(choice.label)
+        if measured:
+            return measured["median"], "measured here"
+    table = table_for(this_machine())
+    rates = (table or {}).get("images_per_second", {}).get(_name(backbone), {}).get("tensorflow/float32")
+    if not rates:
+        return None
+    return rates["median"] * PRIOR_SIZE * PRIOR_SIZE / (size[0] * size[1]), "prior"
+
+
 def describe(backbone: str, input_size=None) -> dict:
     """What ``auto`` runs ``backbone`` with here, for ``skptm backbones --engines``:
     the choices for ``precision="float32"`` and ``"auto"``, the measurement
