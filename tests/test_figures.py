@@ -44,6 +44,7 @@ SETTINGS = {
     "1 s": "engine_speed.py's round length",
     "100 images/s": "a CLI help example",
     "150 KB": "224 × 224 × 3 bytes, arithmetic",
+    "87.5%": "the tta crop (skptm._tta.CROP_FRACTION)",
 }
 
 
