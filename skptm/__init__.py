@@ -8,6 +8,7 @@ from ._backbones import list_backbones
 from ._classifier import FineTunedClassifier
 from ._clustering import cluster_images
 from ._disk_caches import clear_disk_caches, disk_cache_usage
+from ._explain import explain
 from ._regressor import FineTunedRegressor
 from ._transformer import PretrainedFeatureTransformer
 from .datasets import load_image_folder
@@ -62,6 +63,7 @@ __all__ = [
     "cluster_images",
     "fetch_weights",
     "disk_cache_usage",
+    "explain",
     "list_backbones",
     "load",
     "load_image_folder",
