@@ -67,8 +67,10 @@ def explain(estimator, images, *, target=None, layer=None):
     weighs the map's channels, and the ReLU of their weighted sum is brought
     to the image's own size by bilinear interpolation, then divided by its
     maximum (Grad-CAM, Selvaraju et al., ICCV 2017). The score is the class's
-    logit before the softmax, centred over the classes (see the module
-    notes); for a regressor, its output.
+    logit before the softmax minus the mean logit of the classes (a softmax
+    ignores a shift of every logit, so a raw logit depends on how the head
+    is parameterised: the linear probe of two classes keeps one at zero);
+    for a regressor, its output.
 
     A map shows where the evidence the model used lies, not why, and only as
     finely as the feature map: the last stage of most networks is 32 times
@@ -91,10 +93,11 @@ def explain(estimator, images, *, target=None, layer=None):
         labels are not numbers, an int: a column of ``predict_proba``); for
         a regressor, an output index. A sequence gives one per image.
     layer : str or None, default=None
-        The backbone's layer whose output is the feature map, by name (a
-        layer of the backbone itself, e.g. one listed by
-        ``[layer.name for layer in network.layers]``); ``None`` is the
-        backbone's output. Earlier layers give finer, noisier maps.
+        The backbone layer whose output is the feature map, by name: a layer
+        of the backbone's own Keras model (for MobileNetV2, e.g.
+        ``"block_13_expand_relu"``); a name it lacks is answered with those
+        that have a spatial output. ``None`` is the backbone's output.
+        Earlier layers give finer, noisier maps.
 
     Returns
     -------
@@ -112,7 +115,7 @@ def explain(estimator, images, *, target=None, layer=None):
         If the backbone has no spatial output (a tabular backbone, or a
         transformer's tokens), ``layer`` names no layer, or ``target`` no
         class; :class:`~skptm.ImageReadError` names an unreadable image's
-        index and path.
+        index and path, whatever ``on_error`` says (a map needs an image).
 
     See Also
     --------
