@@ -363,9 +363,17 @@ class _GradCam:
 
 
 def _layer(base, name):
+    import keras
+
     names = [layer.name for layer in base.layers]
     if name in names:
-        return base.get_layer(name)
+        found = base.get_layer(name)
+        if isinstance(found, keras.Model):  # its .output is its own graph's, not the backbone's
+            raise ValueError(
+                f"Layer {name!r} of backbone {base.name!r} is a model nested in it; name a layer of the "
+                f"backbone's own graph, or pass layer=None for the backbone's output. Received: layer={name!r}"
+            )
+        return found
     import difflib
 
     spatial = [layer.name for layer in base.layers if _is_spatial(layer)][::-1]
@@ -380,6 +388,10 @@ def _layer(base, name):
 
 
 def _is_spatial(layer):
+    import keras
+
+    if isinstance(layer, keras.Model):
+        return False
     try:
         shape = layer.output.shape
     except (AttributeError, ValueError):  # not called, or called more than once
