@@ -10,6 +10,7 @@ from ._clustering import cluster_images
 from ._compare import compare
 from ._comparison import ApproachScore, ComparisonResult
 from ._disk_caches import clear_disk_caches, disk_cache_usage
+from ._explain import explain
 from ._regressor import FineTunedRegressor
 from ._transformer import PretrainedFeatureTransformer
 from .datasets import load_image_folder
@@ -67,6 +68,7 @@ __all__ = [
     "compare",
     "fetch_weights",
     "disk_cache_usage",
+    "explain",
     "list_backbones",
     "load",
     "load_image_folder",

@@ -43,6 +43,17 @@ def build_head(n_features, hidden_units, dropout, n_outputs, activation, seed):
     return keras.Sequential(layers, name="head")
 
 
+def pre_activation(head, features):
+    """What ``head`` computes on ``features`` before its output activation, in
+    inference mode (no dropout): a classifier's logits (before the softmax), a
+    regressor's standardised outputs."""
+    *body, output = head.layers  # the output layer last (build_head)
+    x = features
+    for layer in body:
+        x = layer(x, training=False)
+    return keras.ops.matmul(x, output.kernel) + output.bias
+
+
 def set_standardization(head, features, sample_weight) -> None:
     """Set the head's entrance to standardise like ``StandardScaler`` on ``features``."""
     scaler = StandardScaler().fit(features, sample_weight=sample_weight)

@@ -61,6 +61,34 @@ def describe_item(item) -> str | None:
     return None
 
 
+def oriented_size(item) -> tuple[int, int]:
+    """``(height, width)`` of an item as :meth:`ImageReader.decode` orients it,
+    before any resizing: an array's own shape, a file's from its header (EXIF
+    orientation applied, no pixels decoded).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> oriented_size(np.zeros((30, 40, 3), np.uint8))
+    (30, 40)
+    """
+    if isinstance(item, (list, tuple)):
+        item = np.asarray(item)
+    if isinstance(item, np.ndarray):
+        return tuple(int(s) for s in item.shape[:2])
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        item = io.BytesIO(item)
+    if isinstance(item, Image.Image):
+        return _oriented(item.size, item.getexif().get(_EXIF_ORIENTATION, 1))
+    with Image.open(item) as image:
+        return _oriented(image.size, image.getexif().get(_EXIF_ORIENTATION, 1))
+
+
+def _oriented(pil_size, orientation):
+    width, height = pil_size
+    return (width, height) if orientation in _TRANSPOSING_ORIENTATIONS else (height, width)
+
+
 @dataclass(frozen=True)
 class ImageReader:
     """Turn one item into an RGB array of a fixed size.
@@ -156,21 +184,37 @@ class ImageReader:
 
     # -- resizing ----------------------------------------------------------
 
+    def placement(self, size):
+        """Where an image of ``size`` ``(height, width)`` lands in this reader's
+        output: ``(kept, target)``, the region of the image the resize policy
+        keeps and the region of the output it fills, each ``(left, top, right,
+        bottom)`` in pixels (``kept`` in floats for ``"center_crop"``).
+
+        Examples
+        --------
+        >>> ImageReader((100, 100), resize="pad").placement((50, 100))
+        ((0, 0, 100, 50), (0, 25, 100, 75))
+        """
+        height, width = self.size
+        h, w = size
+        if self.resize == "center_crop":
+            return _center_box((w, h), (width, height)), (0, 0, width, height)
+        if self.resize == "pad":
+            scaled_w, scaled_h = _fit_inside((w, h), (width, height))
+            left, top = (width - scaled_w) // 2, (height - scaled_h) // 2
+            return (0, 0, w, h), (left, top, left + scaled_w, top + scaled_h)
+        return (0, 0, w, h), (0, 0, width, height)
+
     def _resize_pil(self, image: Image.Image) -> Image.Image:
         height, width = self.size
         if image.size == (width, height):
             return image
         resample = INTERPOLATIONS[self.interpolation]
-        if self.resize == "stretch":
-            return image.resize((width, height), resample)
-        if self.resize == "center_crop":
-            return image.resize((width, height), resample, box=_center_box(image.size, (width, height)))
-        scaled_w, scaled_h = _fit_inside(image.size, (width, height))
+        kept, (left, top, right, bottom) = self.placement((image.height, image.width))
+        if self.resize != "pad":
+            return image.resize((width, height), resample, box=kept)
         canvas = Image.new(image.mode, (width, height), 0)
-        canvas.paste(
-            image.resize((scaled_w, scaled_h), resample),
-            ((width - scaled_w) // 2, (height - scaled_h) // 2),
-        )
+        canvas.paste(image.resize((right - left, bottom - top), resample), (left, top))
         return canvas
 
     def _resize_float(self, rgb: np.ndarray) -> np.ndarray:

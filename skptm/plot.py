@@ -1,4 +1,5 @@
-"""Pictures of images, feature maps and training: montage, embedding, history, compare.
+"""Pictures of images, feature maps and training: montage, embedding, history,
+compare, and where a model looked (Grad-CAM heat maps).
 
 Needs matplotlib (``pip install matplotlib``, or the ``plot`` extra). Each function returns the
 matplotlib ``Figure`` it drew on, as scikit-learn's displays do, so it can be
@@ -15,15 +16,16 @@ import math
 import numpy as np
 
 try:
+    import matplotlib
     import matplotlib.pyplot as plt
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('skptm.plot needs matplotlib: pip install "skptm[plot]"') from exc
 
 from ._batches import as_source
-from ._images import ImageReader
+from ._images import ImageReader, oriented_size
 
-__all__ = ["compare", "embedding", "history", "montage"]
+__all__ = ["compare", "embedding", "explain", "history", "montage", "overlay"]
 
 _UNREADABLE_GREY = 200
 
@@ -258,3 +260,113 @@ def compare(result, *, ax=None):
     ax.set_title(title)
     ax.figure.tight_layout()
     return ax.figure
+
+
+def explain(
+    estimator, images, *, target=None, layer=None, ncols=None, alpha=0.5, cmap="inferno", thumbnail_size=128, title=None
+):
+    """Where a fitted model looked: each image with its Grad-CAM heat map overlaid.
+
+    The maps of :func:`skptm.explain`, drawn over the images as
+    :func:`montage` draws them, each titled with the class explained and
+    its predicted probability (a regressor's: its prediction).
+
+    Parameters
+    ----------
+    estimator : FineTunedClassifier or FineTunedRegressor
+        Fitted.
+    images : images
+        Any form the estimators take: paths, PIL images, arrays.
+    target : label, int, sequence or None, default=None
+        What to explain, as for :func:`skptm.explain`: ``None`` is each
+        image's predicted class.
+    layer : str or None, default=None
+        The backbone layer whose feature map is used, as for
+        :func:`skptm.explain`; ``None`` is the backbone's output.
+    ncols : int or None, default=None
+        Images per row; ``None`` makes the grid about square.
+    alpha : float, default=0.5
+        Opacity of the heat map over the image.
+    cmap : str, default="inferno"
+        A matplotlib colormap; a perceptually uniform one ("inferno",
+        "magma", "viridis", "turbo") reads as heat without inventing edges.
+    thumbnail_size : int, default=128
+        Side of each thumbnail in pixels (the image fits inside it).
+    title : str or None, default=None
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skptm import FineTunedClassifier
+    >>> from skptm import plot
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.integers(0, 256, (8, 48, 48, 3), dtype=np.uint8)
+    >>> clf = FineTunedClassifier("mobilenet_v2", weights=None, input_size=48,
+    ...                           unfreeze=0, random_state=0).fit(X, ["cat", "dog"] * 4)
+    >>> fig = plot.explain(clf, X[:4], ncols=4)
+    >>> len(fig.axes)
+    4
+    >>> fig.savefig("where_it_looked.png")  # doctest: +SKIP
+    """
+    from ._classifier import FineTunedClassifier
+    from ._explain import grad_cam
+
+    result = grad_cam(estimator, images, target=target, layer=layer)
+    if isinstance(estimator, FineTunedClassifier):
+        captions = [f"{label} ({score:.2f})" for label, score in zip(result.targets, result.scores, strict=True)]
+    else:
+        several = estimator._n_outputs > 1
+        captions = [
+            (f"output {output}: " if several else "") + f"{score:.3g}"
+            for output, score in zip(result.targets, result.scores, strict=True)
+        ]
+    overlays = [overlay(result.items[k], heat_map, alpha=alpha, cmap=cmap) for k, heat_map in enumerate(result.maps)]
+    return montage(overlays, captions, ncols=ncols, thumbnail_size=thumbnail_size, title=title)
+
+
+def overlay(image, heat_map, *, alpha=0.5, cmap="inferno"):
+    """An image with a heat map blended over it, at the image's own size.
+
+    Parameters
+    ----------
+    image : path, PIL image or array
+        One image, in any form the estimators take; read as they read it
+        (EXIF orientation, colour modes), at its own size.
+    heat_map : ndarray of shape (height, width)
+        Values in [0, 1] (e.g. from :func:`skptm.explain`), the image's size.
+    alpha : float, default=0.5
+        Opacity of the coloured map.
+    cmap : str, default="inferno"
+        A matplotlib colormap.
+
+    Returns
+    -------
+    rgb : ndarray of shape (height, width, 3), uint8
+        ``(1 - alpha) * image + alpha * cmap(heat_map)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> heat = np.zeros((20, 30), np.float32)
+    >>> overlay(np.full((20, 30, 3), 255, np.uint8), heat).shape
+    (20, 30, 3)
+    """
+    heat_map = np.asarray(heat_map, dtype=np.float32)
+    if heat_map.ndim != 2:
+        raise ValueError(f"heat_map must be 2-D (height, width); got shape {heat_map.shape}.")
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must lie in [0, 1]. Received: alpha={alpha!r}")
+    size = oriented_size(image)
+    if size != heat_map.shape:
+        raise ValueError(
+            f"heat_map has shape {heat_map.shape} but the image is {size[0]}x{size[1]} (height x width): "
+            "pass the map skptm.explain gave for this image."
+        )
+    rgb = ImageReader(size)(image)  # at its own size: nothing is resampled
+    colours = matplotlib.colormaps[cmap](np.clip(heat_map, 0.0, 1.0))[..., :3] * 255.0
+    blended = (1.0 - alpha) * rgb.astype(np.float32) + alpha * colours
+    return np.clip(np.round(blended), 0, 255).astype(np.uint8)

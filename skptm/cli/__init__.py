@@ -1,5 +1,5 @@
 """The ``skptm`` command line: ``embed``, ``cluster``, ``compare``, ``train``, ``predict``,
-``backbones``, ``fetch-weights``, ``calibrate``, ``cache``.
+``explain``, ``backbones``, ``fetch-weights``, ``calibrate``, ``cache``.
 
 Run ``skptm --help`` (or ``python -m skptm --help``) and ``skptm COMMAND
 --help``. Each command is one module of this package, with
@@ -27,7 +27,18 @@ import sys
 from ..exceptions import ImageReadError, WeightsUnavailableError
 
 #: The commands, as 'skptm --help' lists them: each a module of this package.
-COMMANDS = ("embed", "cluster", "compare", "train", "predict", "backbones", "fetch_weights", "calibrate", "cache")
+COMMANDS = (
+    "embed",
+    "cluster",
+    "compare",
+    "train",
+    "predict",
+    "explain",
+    "backbones",
+    "fetch_weights",
+    "calibrate",
+    "cache",
+)
 
 #: Commands with an ``--on-error`` option.
 _ON_ERROR_COMMANDS = ("embed", "cluster", "predict")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets import IMAGE_EXTENSIONS, collect_images
-from ..exceptions import ImageReadWarning
+from ..exceptions import ImageReadWarning, WeightsUnavailableError
 from . import UserError
 
 
@@ -80,3 +80,22 @@ def print_table(header, rows, right=()):
     print("  ".join("-" * w for w in widths))
     for row in rows:
         print(line(row))
+
+
+def load_classifier(path):
+    """The fitted classifier in skops file ``path`` (written by ``skptm train``
+    or :func:`skptm.save`), or a :class:`UserError` saying why it cannot be used."""
+    from .._persistence import load
+
+    try:
+        model = load(path)
+    except (WeightsUnavailableError, PermissionError, IsADirectoryError):
+        raise
+    except Exception as exc:  # skops raises many kinds of error on a foreign file
+        raise UserError(
+            f"cannot load a model from {str(path)!r}: {type(exc).__name__}: {exc} (write one with "
+            "'skptm train' or skptm.save)."
+        ) from exc
+    if not (hasattr(model, "predict_proba") and hasattr(model, "classes_")):
+        raise UserError(f"{str(path)!r} holds a {type(model).__name__}, not a fitted classifier.")
+    return model

@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..exceptions import WeightsUnavailableError
 from . import UserError, start_tensorflow
 from ._arguments import (
     SOURCE_HELP,
@@ -17,7 +16,7 @@ from ._arguments import (
     examples,
     params_for,
 )
-from ._common import collect, listing, naming_unreadable_ourselves, require, unreadable
+from ._common import collect, listing, load_classifier, naming_unreadable_ourselves, require, unreadable
 
 
 def add_parser(subparsers):
@@ -58,7 +57,7 @@ def run(args, parser):
     start_tensorflow()
     from .._writers import write_predictions
 
-    model = _load_classifier(args.model)
+    model = load_classifier(args.model)
     model.set_params(**params_for(model, args))
     with naming_unreadable_ourselves():
         proba = model.predict_proba(paths)
@@ -74,22 +73,3 @@ def run(args, parser):
         counts = ", ".join(f"{c}: {sum(label == c for label in labels)}" for c in model.classes_)
         print(f"skptm predict: wrote {len(paths)} predictions ({counts}) to {output}", file=sys.stderr)
     return 0
-
-
-def _load_classifier(path):
-    """The classifier in skops file ``path``, or a :class:`UserError` saying
-    why it cannot be used."""
-    from .._persistence import load
-
-    try:
-        model = load(path)
-    except (WeightsUnavailableError, PermissionError, IsADirectoryError):
-        raise
-    except Exception as exc:  # skops raises many kinds of error on a foreign file
-        raise UserError(
-            f"cannot load a model from {str(path)!r}: {type(exc).__name__}: {exc} (write one with "
-            "'skptm train' or skptm.save)."
-        ) from exc
-    if not (hasattr(model, "predict_proba") and hasattr(model, "classes_")):
-        raise UserError(f"{str(path)!r} holds a {type(model).__name__}, not a fitted classifier.")
-    return model

@@ -7,7 +7,7 @@ blueprint; :func:`assemble` builds a feature network from it, or, with a head
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 
@@ -216,6 +216,9 @@ class TrainedModel:
     base: object  # the private backbone copy inside ``model``
     head: object  # keras.Sequential on pooled features
     unfrozen: tuple  # paths of the backbone layers trained in phase 2
+    # Functions traced on this model by callers above (skptm._explain's Grad-CAM,
+    # by layer), kept for its lifetime; never pickled (see skptm._fitted.export_state).
+    traced: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def make_augmentation(augment, seed):
