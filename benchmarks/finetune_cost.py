@@ -113,8 +113,8 @@ def main():
     conditions = (
         f"FineTunedClassifier({args.backbone!r}) with its defaults (unfreeze=8, batch 32), input size {size}, "
         f"random weights, {args.images} JPEG files of 1920×1280 in 2 classes, {args.epochs} epochs timed; "
-        "seconds per 1,000 images, scaled from the measured run; the last column is phase 1 plus "
-        "the first epoch plus 9 later ones (finetune_epochs=10)"
+        "seconds per 1,000 images, scaled from the measured run; the default fit is phase 1 plus "
+        "the first epoch plus 9 later ones (finetune_epochs=10); each predict column includes tracing its network"
     )
     print(machine(), "|", conditions)
     columns = [

@@ -7,7 +7,7 @@ folder (no build output lands in the repository), runs
 gallery runs the examples, on random weights where ImageNet weights cannot
 be had, which each example then says), checks that every public
 object has its API page at the URL the estimators' HTML repr links to, then
-opens the home page and the first gallery example that draws a figure in
+opens the home page and every gallery example that draws a figure in
 headless Chromium, through a local HTTP server, and checks that they
 render: the right title, visible content, no broken image, a gallery figure
 on the example page, a screenshot that is not blank, no request leaving the
@@ -243,13 +243,17 @@ def test_docs_build_and_render(built_docs, served_docs):
             home = _open(context, base + "index.html", title_part="skptm", errors=errors)
             assert home.get_by_role("link", name="API reference").count() > 0, "no link to the API reference"
 
-            example_url = base + "auto_examples/" + with_figures[0].name
-            example = _open(context, example_url, title_part="skptm", errors=errors)
-            figures = example.locator(", ".join(f"img.{name}" for name in GALLERY_IMAGE_CLASSES))
-            assert figures.count() > 0, f"{example_url}: no gallery figure"
-            figures.first.scroll_into_view_if_needed()
-            blank = _is_blank(figures.first.screenshot())
-            assert blank is None, f"{example_url}: the first figure looks blank ({blank})"
+            # Every example that draws: the comparison plot, the heat-map
+            # grid, montages, maps and histories all render.
+            for page in with_figures:
+                example_url = base + "auto_examples/" + page.name
+                example = _open(context, example_url, title_part="skptm", errors=errors)
+                figures = example.locator(", ".join(f"img.{name}" for name in GALLERY_IMAGE_CLASSES))
+                assert figures.count() > 0, f"{example_url}: no gallery figure"
+                figures.first.scroll_into_view_if_needed()
+                blank = _is_blank(figures.first.screenshot())
+                assert blank is None, f"{example_url}: the first figure looks blank ({blank})"
+                example.close()
         finally:
             browser.close()
 
