@@ -234,7 +234,7 @@ def compare(result, *, ax=None):
     high = max(row.mean + row.std for row in ran)
     margin = 0.03 * ((high - low) or 1.0)
     low = low - margin if low < 0 else low
-    beside = ax.get_yaxis_transform()  # x in axes fractions, y in rows
+    numbers = []  # right of the plot, as tick labels of a twin axis so that the layout makes room for them
     for position, row in zip(positions, rows, strict=True):
         if row.ran:
             colour = _APPROACH_COLOURS.get(row.approach, "tab:green")
@@ -243,13 +243,20 @@ def compare(result, *, ax=None):
             words, colour = f"{row.mean:.3f} \N{PLUS-MINUS SIGN} {row.std:.3f}{seconds}", "black"
         else:
             words, colour = f"skipped ({row.skipped})", "grey"
-        ax.text(1.02, position, words, transform=beside, va="center", fontsize=8, color=colour)
+        numbers.append((words, colour))
     ax.axvline(result.baseline.mean, color="black", linestyle=":", linewidth=1)
     if low < 0:
         ax.axvline(0, color="grey", linewidth=0.5)
     ax.set_yticks(positions)
     ax.set_yticklabels([row.label for row in rows], fontsize=8)
     ax.set_ylim(positions[-1] - 0.6, positions[0] + 0.6)
+    beside = ax.twinx()
+    beside.set_ylim(ax.get_ylim())
+    beside.set_yticks(positions)
+    beside.set_yticklabels([words for words, _ in numbers], fontsize=8)
+    for label, (_, colour) in zip(beside.get_yticklabels(), numbers, strict=True):
+        label.set_color(colour)
+    beside.tick_params(axis="y", length=0)
     ax.set_xlim(low, high + margin)
     ax.set_xlabel(
         f"{result.scoring}: mean \N{PLUS-MINUS SIGN} std over {result.n_splits} folds (dotted: raw pixels' mean)"
