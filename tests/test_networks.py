@@ -86,6 +86,7 @@ def test_features_equal_plain_keras_with_preprocess_input(family, png_paths, tmp
         assert np.linalg.norm(features - unpreprocessed) / np.linalg.norm(unpreprocessed) > 1e-2
 
 
+@pytest.mark.exhaustive  # slow (processes): in the second tier, which .ci/run also runs
 def test_random_weights_are_the_same_in_every_process():
     script = textwrap.dedent(
         f"""

@@ -223,6 +223,7 @@ def test_a_second_process_reads_the_converted_model(tmp_path, images):
     np.testing.assert_array_equal(first, second)
 
 
+@pytest.mark.exhaustive  # slow (processes): in the second tier, which .ci/run also runs
 def test_a_damaged_entry_is_converted_again(tmp_path, images, monkeypatch):
     cache = tmp_path / "cache"
     run_process(tmp_path, cache, images)
@@ -283,6 +284,7 @@ def test_without_openvino(tmp_path):
     assert 'pip install "skptm[openvino]"' in out.stdout
 
 
+@pytest.mark.exhaustive  # slow (processes): in the second tier, which .ci/run also runs
 def test_grid_search_workers_read_the_converted_model(tmp_path, images, monkeypatch):
     """loky workers (other processes) read the model the parent converted."""
     from sklearn.linear_model import LogisticRegression
