@@ -190,6 +190,20 @@ def backbone_names(args, parser):
     return None if args.all else args.names
 
 
+def add_if_offline_option(command):
+    """``--if-offline``: what a command does when the ImageNet weights cannot be had."""
+    command.add_argument(
+        "--if-offline",
+        choices=["fail", "random-weights"],
+        default="fail",
+        help="with --weights imagenet, when the ImageNet weights are neither in "
+        "Keras's cache nor downloadable: 'fail' (default) stops with exit "
+        "code 1; 'random-weights' says so and goes on with random weights, "
+        "the results labelled as such (they show the pipeline working, not "
+        "what the images show)",
+    )
+
+
 def add_quiet_option(command, what="no progress bar"):
     """``-q``: no progress bars."""
     command.add_argument("-q", "--quiet", action="store_true", help=what)

@@ -61,6 +61,29 @@ def listing(items, limit=5):
     return ", ".join(map(str, items[:limit])) + (f", and {len(items) - limit} more" if len(items) > limit else "")
 
 
+def run_offline_aware(command, args, params, call, meaning):
+    """``call(**params)``; on missing ImageNet weights with ``--if-offline
+    random-weights``, say so on stderr and call again with random weights.
+
+    ``meaning`` says what the results then show, for the notice; ``params``
+    then holds ``weights=None``, so that the caller can label its output.
+    """
+    from . import user_message
+
+    try:
+        return call(**params)
+    except WeightsUnavailableError as exc:
+        if args.if_offline != "random-weights" or params["weights"] != "imagenet":
+            raise
+        print(f"skptm {command}: notice: {user_message(exc, command)}", file=sys.stderr)
+        print(
+            f"skptm {command}: notice: falling back to random weights (--if-offline random-weights): {meaning}",
+            file=sys.stderr,
+        )
+        params["weights"] = None
+        return call(**params)
+
+
 def require(module, purpose, install):
     """A :class:`UserError` saying how to install ``module`` when it is missing,
     checked before any work starts."""

@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 from .._clustering import MAP_METHODS, MIN_TSNE_IMAGES, RANDOM_WEIGHTS_NOTE
-from ..exceptions import WeightsUnavailableError
-from . import start_tensorflow, user_message
-from ._arguments import SOURCE_HELP, HelpFormatter, add_feature_options, examples, params_for
-from ._common import collect, listing, naming_unreadable_ourselves, print_table, require
+from . import start_tensorflow
+from ._arguments import SOURCE_HELP, HelpFormatter, add_feature_options, add_if_offline_option, examples, params_for
+from ._common import collect, listing, naming_unreadable_ourselves, print_table, require, run_offline_aware
 from ._types import at_least, positive_int
 
 
@@ -68,16 +67,7 @@ def add_parser(subparsers):
         help="images per contact sheet at most, nearest to the centre first (default: %(default)s)",
     )
     command.add_argument("--seed", type=int, default=0, help="seeds k-means and t-SNE (default: %(default)s)")
-    command.add_argument(
-        "--if-offline",
-        choices=["fail", "random-weights"],
-        default="fail",
-        help="with --weights imagenet, when the ImageNet weights are neither in "
-        "Keras's cache nor downloadable: 'fail' (default) stops with exit "
-        "code 1; 'random-weights' says so and goes on with random weights, "
-        "its outputs labelled as such (they show the pipeline working, not "
-        "what the images show)",
-    )
+    add_if_offline_option(command)
     return command
 
 
@@ -94,19 +84,13 @@ def run(args, parser):
     params = params_for(cluster_images, args)
     _draw_into_files_only()
     with naming_unreadable_ourselves():
-        try:
-            result = cluster_images(paths, **params)
-        except WeightsUnavailableError as exc:
-            if args.if_offline != "random-weights" or params["weights"] != "imagenet":
-                raise
-            print(f"skptm cluster: notice: {user_message(exc, 'cluster')}", file=sys.stderr)
-            print(
-                "skptm cluster: notice: falling back to random weights (--if-offline random-weights): "
-                "the results show the pipeline working, not what the images show.",
-                file=sys.stderr,
-            )
-            params["weights"] = None
-            result = cluster_images(paths, **params)
+        result = run_offline_aware(
+            "cluster",
+            args,
+            params,
+            lambda **params: cluster_images(paths, **params),
+            "the results show the pipeline working, not what the images show.",
+        )
 
     if result.unreadable:
         print(

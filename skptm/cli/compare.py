@@ -6,10 +6,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..exceptions import WeightsUnavailableError
-from . import UserError, start_tensorflow, user_message
-from ._arguments import HelpFormatter, add_batch_options, add_quiet_option, examples, params_for
-from ._common import require
+from . import UserError, start_tensorflow
+from ._arguments import HelpFormatter, add_batch_options, add_if_offline_option, add_quiet_option, examples, params_for
+from ._common import require, run_offline_aware
 from ._types import at_least, input_size, positive_int, positive_number, unfreeze_depth, weights
 
 
@@ -103,16 +102,7 @@ def add_parser(subparsers):
         help="also draw the scores as a bar chart into this file (needs matplotlib)",
     )
     command.add_argument("--seed", type=int, default=0, help="seeds the folds and fine-tuning (default: %(default)s)")
-    command.add_argument(
-        "--if-offline",
-        choices=["fail", "random-weights"],
-        default="fail",
-        help="with --weights imagenet, when the ImageNet weights are neither in "
-        "Keras's cache nor downloadable: 'fail' (default) stops with exit "
-        "code 1; 'random-weights' says so and goes on with random weights, "
-        "the results labelled as such (they show the pipeline working, not "
-        "what the images show)",
-    )
+    add_if_offline_option(command)
     add_quiet_option(command, "no progress bar")
     return command
 
@@ -138,19 +128,13 @@ def run(args, parser):
 
     params = params_for(compare, args)
     labels = [data.target_names[i] for i in data.target]
-    try:
-        result = compare(data.paths, labels, **params)
-    except WeightsUnavailableError as exc:
-        if args.if_offline != "random-weights" or params["weights"] != "imagenet":
-            raise
-        print(f"skptm compare: notice: {user_message(exc, 'compare')}", file=sys.stderr)
-        print(
-            "skptm compare: notice: falling back to random weights (--if-offline random-weights): "
-            "the scores show the pipeline working, not what pretrained networks make of the images.",
-            file=sys.stderr,
-        )
-        params["weights"] = None
-        result = compare(data.paths, labels, **params)
+    result = run_offline_aware(
+        "compare",
+        args,
+        params,
+        lambda **params: compare(data.paths, labels, **params),
+        "the scores show the pipeline working, not what pretrained networks make of the images.",
+    )
 
     print(result.format_table())
     print()
