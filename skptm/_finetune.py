@@ -373,8 +373,9 @@ def training_precision(params) -> str:
     ).precision
 
 
-def feature_network(params) -> FeatureNetwork:
-    """The cached Keras feature network (pooled backbone) training starts from."""
+def feature_network(params, tta=None) -> FeatureNetwork:
+    """The cached Keras feature network (pooled backbone) training starts from;
+    with ``tta``, the same network averaging over those test-time views."""
     return get_feature_network(
         params["backbone"],
         weights=params["weights"],
@@ -382,6 +383,7 @@ def feature_network(params) -> FeatureNetwork:
         pooling=params["pooling"],
         preprocessing=params["preprocessing"],
         precision=training_precision(params),
+        tta=tta,
     )
 
 

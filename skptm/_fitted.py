@@ -14,8 +14,6 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
-import weakref
 
 import keras
 import numpy as np
@@ -65,33 +63,31 @@ def predict_outputs(trained: TrainedModel, network: FeatureNetwork, X, params, c
     if not trained.unfrozen and not views:
         return _head_outputs(trained.head, _run(network, X, params, choice, on_error), params["batch_size"])
     names = [f"out_{i}" for i in range(trained.trainee.outputs[0].shape[-1])]
-    model = _with_views(trained.trainee, views)
+    model = _with_views(trained, "trainee", views)
     return _run(_runner(model, network, names), X, params, choice, on_error).astype(np.float64)
 
 
 def transform_features(trained: TrainedModel, network: FeatureNetwork, X, params, choice: Choice, on_error="raise"):
     """The pooled features of the fine-tuned backbone: what the head sees."""
-    views = parse_tta(params.get("tta"))
-    model = network.model if not trained.unfrozen else trained.features  # see predict_outputs
-    if model is network.model and not views:
+    if not trained.unfrozen:  # the shared network's own features (see predict_outputs)
+        if params.get("tta") is not None:  # the cached network with those views
+            network = feature_network(params, tta=params["tta"])
         return _run(network, X, params, choice, on_error)
-    return _run(_runner(_with_views(model, views), network, network.feature_names), X, params, choice, on_error)
+    views = parse_tta(params.get("tta"))
+    model = _with_views(trained, "features", views)
+    return _run(_runner(model, network, network.feature_names), X, params, choice, on_error)
 
 
-_views_lock = threading.Lock()
-_with_views_cache = weakref.WeakKeyDictionary()  # keras model -> {views: the model on those views}
-
-
-def _with_views(model, views):
-    """``model`` on test-time ``views``, one wrapper per (model, views), so
-    that repeated calls reuse what was traced or converted."""
+def _with_views(trained: TrainedModel, part: str, views):
+    """``trained``'s ``part`` model on test-time ``views``: one wrapper per fitted
+    model, part and views, so that repeated calls reuse what was traced or converted."""
+    model = getattr(trained, part)
     if not views:
         return model
-    with _views_lock:
-        wrapped = _with_views_cache.setdefault(model, {})
-        if views not in wrapped:
-            wrapped[views] = with_views(model, views)
-        return wrapped[views]
+    key = ("views", part, views)
+    if key not in trained.traced:
+        trained.traced[key] = with_views(model, views)
+    return trained.traced[key]
 
 
 class _EagerHead:

@@ -216,8 +216,9 @@ class TrainedModel:
     base: object  # the private backbone copy inside ``model``
     head: object  # keras.Sequential on pooled features
     unfrozen: tuple  # paths of the backbone layers trained in phase 2
-    # Functions traced on this model by callers above (skptm._explain's Grad-CAM,
-    # by layer), kept for its lifetime; never pickled (see skptm._fitted.export_state).
+    # What callers above derive from this model and keep for its lifetime
+    # (skptm._explain's Grad-CAM by layer, skptm._fitted's test-time views);
+    # never pickled (see skptm._fitted.export_state).
     traced: dict = field(default_factory=dict, repr=False, compare=False)
 
 
