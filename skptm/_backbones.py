@@ -1,4 +1,5 @@
-"""The backbone registry: every network of ``keras.applications`` by name.
+"""The backbone registry: every network of ``keras.applications``, and the
+vision transformers of KerasHub (:mod:`skptm._hub_backbones`), by name.
 
 This module is a table and a lookup. It imports neither Keras nor
 TensorFlow, so ``import skptm``, ``list_backbones()`` and name validation
@@ -8,7 +9,9 @@ stay cheap; the networks themselves are built by :mod:`skptm.networks`.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from ._hub_backbones import HUB_CLASSES, HUB_TABLE, import_keras_hub
 
 #: How each family of networks expects its input to be scaled. Every network
 #: skptm builds takes raw RGB in 0-255 and applies its family's step inside.
@@ -16,27 +19,44 @@ PREPROCESSING_FAMILIES = {
     "caffe": "RGB to BGR, then subtract the ImageNet mean per channel (no scaling)",
     "tf": "scale to [-1, 1]",
     "torch": "scale to [0, 1], then normalise with the ImageNet mean and std",
+    "clip": "scale to [0, 1], then normalise with CLIP's mean and std (OpenAI's image statistics)",
     "none": "the network includes its own preprocessing; feed raw 0-255 RGB",
 }
+
+#: Where a backbone comes from.
+KERAS_APPLICATIONS = "keras.applications"
+KERAS_HUB = "keras_hub"
 
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """What skptm needs to know about one ``keras.applications`` network.
+    """What skptm needs to know about one registered network.
 
     Attributes
     ----------
     name : str
-        The snake-case name, e.g. ``"mobilenet_v3_small"``.
+        The snake-case name, e.g. ``"mobilenet_v3_small"``; for a KerasHub
+        backbone, its preset name (``"dinov2_small"``).
     keras_name : str
-        The constructor's name in ``keras.applications``, e.g.
-        ``"MobileNetV3Small"``.
-    preprocessing : {"caffe", "tf", "torch", "none"}
-        The preprocessing family of the network's ImageNet weights.
+        The constructor's name in ``keras.applications`` (``"MobileNetV3Small"``),
+        or the KerasHub class of the image tower (``"DINOV2Backbone"``).
+    preprocessing : {"caffe", "tf", "torch", "clip", "none"}
+        The preprocessing family of the network's pretrained weights.
     input_size : int
         The native (square) input size in pixels.
     feature_size : int
-        The length of the globally pooled feature vector.
+        The length of the pooled feature vector (for CLIP and SigLIP, the
+        image embedding).
+    source : {"keras.applications", "keras_hub"}
+        Where the network comes from.
+    licence : str
+        The licence of the pretrained weights.
+    architecture : str or None
+        KerasHub family (``"dinov2"``, ``"dinov3"``, ``"vit"``, ``"siglip"``,
+        ``"clip"``); ``None`` for ``keras.applications``.
+    config : dict
+        KerasHub constructor arguments of the architecture, for
+        ``weights=None`` (built offline, randomly initialised).
     """
 
     name: str
@@ -44,9 +64,36 @@ class BackboneSpec:
     preprocessing: str
     input_size: int
     feature_size: int
+    source: str = KERAS_APPLICATIONS
+    licence: str = "Apache-2.0"
+    architecture: str | None = None
+    config: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @property
+    def is_hub(self) -> bool:
+        """Whether the network comes from KerasHub (``pip install 'skptm[hub]'``)."""
+        return self.source == KERAS_HUB
+
+    @property
+    def patch_size(self) -> int | None:
+        """A transformer's patch size in pixels; ``None`` for a convolutional network."""
+        return self.config.get("patch_size")
+
+    @property
+    def prefix_tokens(self) -> int:
+        """Tokens before the patch tokens in a transformer's output: the class
+        token and any registers (``0`` where the output is one embedding:
+        CLIP, SigLIP, and the convolutional networks)."""
+        if self.architecture in ("dinov2", "dinov3"):
+            return 1 + self.config.get("num_register_tokens", 0)
+        if self.architecture == "vit":
+            return 1
+        return 0
 
     def constructor(self):
         """Return the Keras constructor (imports Keras on first use)."""
+        if self.is_hub:
+            return getattr(import_keras_hub().models, self.keras_name)
         import keras
 
         return getattr(keras.applications, self.keras_name)
@@ -97,6 +144,9 @@ _SPECS = (
     _spec("InceptionResNetV2", "inception_resnet_v2", "tf", 299, 1536),
     _spec("NASNetMobile", "nasnet_mobile", "tf", 224, 1056),
     _spec("NASNetLarge", "nasnet_large", "tf", 331, 4032),
+) + tuple(
+    BackboneSpec(name, HUB_CLASSES[family], preprocessing, size, features, KERAS_HUB, licence, family, config)
+    for name, family, preprocessing, size, features, licence, config in HUB_TABLE
 )
 
 
@@ -104,7 +154,8 @@ def _normalize(name: str) -> str:
     return name.lower().replace("_", "").replace("-", "").replace(" ", "")
 
 
-_BY_KEY = {_normalize(spec.keras_name): spec for spec in _SPECS}
+_BY_KEY = {_normalize(spec.keras_name): spec for spec in _SPECS if not spec.is_hub}
+_BY_KEY.update({_normalize(spec.name): spec for spec in _SPECS})
 
 
 def get_backbone_spec(name: str) -> BackboneSpec:
@@ -124,7 +175,7 @@ def get_backbone_spec(name: str) -> BackboneSpec:
     spec = _BY_KEY.get(_normalize(name))
     if spec is None:
         candidates = {spec.name: spec for spec in _SPECS}
-        candidates.update({spec.keras_name: spec for spec in _SPECS})
+        candidates.update({spec.keras_name: spec for spec in _SPECS if not spec.is_hub})
         close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
         close += difflib.get_close_matches(_normalize(name), _BY_KEY, n=5, cutoff=0.5)
         suggestions = list(dict.fromkeys(_BY_KEY[_normalize(c)].name for c in close))
@@ -148,19 +199,24 @@ def list_backbones():
     Returns
     -------
     backbones : list of dict
-        One dict per network of ``keras.applications``, with keys
-        ``"name"`` (the snake-case name), ``"keras_name"`` (the Keras
-        constructor), ``"input_size"`` (native square input size in pixels),
-        ``"preprocessing"`` (family: ``"caffe"``, ``"tf"``, ``"torch"`` or
-        ``"none"``) and ``"feature_size"`` (length of the pooled feature
-        vector). Pass the list to ``pandas.DataFrame`` for a table.
+        One dict per network: the 40 of ``keras.applications``, then the
+        vision transformers of KerasHub (``pip install 'skptm[hub]'``). Keys:
+        ``"name"`` (the snake-case name; for KerasHub, the preset),
+        ``"keras_name"`` (the Keras constructor or KerasHub class),
+        ``"input_size"`` (native square input size in pixels),
+        ``"preprocessing"`` (family: ``"caffe"``, ``"tf"``, ``"torch"``,
+        ``"clip"`` or ``"none"``), ``"feature_size"`` (length of the pooled
+        feature vector), ``"source"`` (``"keras.applications"`` or
+        ``"keras_hub"``) and ``"licence"`` (of the pretrained weights).
+        Pass the list to ``pandas.DataFrame`` for a table.
 
     Examples
     --------
     >>> from skptm import list_backbones
     >>> [b for b in list_backbones() if b["name"] == "resnet50"]
     [{'name': 'resnet50', 'keras_name': 'ResNet50', 'input_size': 224, \
-'preprocessing': 'caffe', 'feature_size': 2048}]
+'preprocessing': 'caffe', 'feature_size': 2048, 'source': 'keras.applications', \
+'licence': 'Apache-2.0'}]
     """
     return [
         {
@@ -169,6 +225,8 @@ def list_backbones():
             "input_size": spec.input_size,
             "preprocessing": spec.preprocessing,
             "feature_size": spec.feature_size,
+            "source": spec.source,
+            "licence": spec.licence,
         }
         for spec in _SPECS
     ]

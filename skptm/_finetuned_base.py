@@ -43,8 +43,10 @@ PARAMETERS_DOC = """
     preprocessing : {"caffe", "tf", "torch", "none"} or None, default=None
         Override the backbone's preprocessing family.
 
-    pooling : {"avg", "max"}, default="avg"
-        Global pooling of the backbone's feature map before the head.
+    pooling : {"avg", "max", "cls", "cls+avg"}, default="avg"
+        Global pooling of the backbone's feature map before the head; for a
+        vision transformer, of its patch tokens (``"cls"``: the class token,
+        ``"cls+avg"``: both), as in :class:`PretrainedFeatureTransformer`.
 
     hidden_units : tuple of int, default=()
         Sizes of hidden ``Dense`` (ReLU) layers in the head; ``()`` for a
@@ -247,7 +249,7 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         "resize": [StrOptions(set(RESIZE_POLICIES))],
         "interpolation": [StrOptions(set(INTERPOLATIONS))],
         "preprocessing": [StrOptions(set(PREPROCESSING_FAMILIES)), None],
-        "pooling": [StrOptions({"avg", "max"})],
+        "pooling": [StrOptions({"avg", "max", "cls", "cls+avg"})],
         "hidden_units": [tuple, list],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],

@@ -41,16 +41,23 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
         transformer accept 2-D arrays instead of images.
 
     weights : "imagenet", None or path, default="imagenet"
-        ``"imagenet"``: Keras's ImageNet weights, downloaded once into
-        Keras's cache (``~/.keras/models``, or ``$KERAS_HOME/models``).
+        ``"imagenet"``: the pretrained weights, downloaded once into Keras's
+        cache (``~/.keras/models``, or ``$KERAS_HOME/models``); for a
+        KerasHub backbone, its preset's weights, through KerasHub's cache.
         ``None``: random initialisation, the same in every process. A path:
         a weights file of the same architecture without its classification
-        top (``.weights.h5``, ``.h5`` or ``.keras``). For a custom backbone,
+        top (``.weights.h5``, ``.h5`` or ``.keras``); for a KerasHub
+        backbone, a local preset directory. For a custom backbone,
         ``"imagenet"`` and ``None`` both mean its weights as they are.
 
-    pooling : {"avg", "max"} or None, default="avg"
+    pooling : {"avg", "max", "cls", "cls+avg"} or None, default="avg"
         How a feature map becomes a vector: global average or max pooling,
         or ``None`` for the flattened map (large: height x width x channels).
+        For a vision transformer (DINOv2, DINOv3, ViT), ``"avg"`` and
+        ``"max"`` pool the patch tokens, ``"cls"`` takes the class token and
+        ``"cls+avg"`` both side by side (DINOv2's linear-probe feature,
+        twice the width). CLIP and SigLIP give their image embedding
+        whatever the pooling.
 
     layer : str, list of str or None, default=None
         Extract from this inner layer of the backbone instead of its top;
@@ -196,7 +203,7 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
     _parameter_constraints: dict = {
         "backbone": [str, callable],
         "weights": [StrOptions({"imagenet"}), str, os.PathLike, None],
-        "pooling": [StrOptions({"avg", "max"}), None],
+        "pooling": [StrOptions({"avg", "max", "cls", "cls+avg"}), None],
         "layer": [str, list, tuple, None],
         "input_size": [Interval(Integral, 1, None, closed="left"), tuple, list, None],
         "resize": [StrOptions(set(RESIZE_POLICIES))],
@@ -316,16 +323,25 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
         -------
         feature_names_out : ndarray of str objects
             ``{backbone}_{pooling}_{i}``, or ``{backbone}_{layer}_{pooling}_{i}``
-            when ``layer`` is given (``flat`` for ``pooling=None``).
+            when ``layer`` is given (``flat`` for ``pooling=None``); for a
+            transformer, ``cls`` (class token) and ``avg`` (patch tokens'
+            mean), and ``embedding`` for CLIP's and SigLIP's image embedding.
         """
         self._validate_params()
-        if isinstance(self.backbone, str) and self.layer is None and self.pooling in ("avg", "max"):
+        named = isinstance(self.backbone, str) and self.layer is None and self.pooling is not None
+        # A local KerasHub preset may be of another width than the registry's.
+        if named and not (_is_hub_name(self.backbone) and self.weights not in ("imagenet", None)):
             # Known from the registry: no network is built (the HTML
             # representation calls this, and must not start a download).
-            from ._backbones import feature_names, get_backbone_spec
+            from ._backbones import get_backbone_spec
+            from .networks.assembly import pooled_feature_names
 
             spec = get_backbone_spec(self.backbone)
-            return np.asarray(feature_names(spec.name, self.pooling, spec.feature_size), dtype=object)
+            label = "embedding" if spec.is_hub and not spec.prefix_tokens else self.pooling
+            width = spec.feature_size * (2 if label == "cls+avg" else 1)
+            if not spec.prefix_tokens and label in ("cls", "cls+avg"):
+                return np.asarray(self._network().feature_names, dtype=object)  # raises the pooling error
+            return np.asarray(pooled_feature_names(spec.name, label, width), dtype=object)
         return np.asarray(self._network().feature_names, dtype=object)
 
     def _validate_params(self):
@@ -399,3 +415,9 @@ def _length(X):
         return len(X)
     except TypeError:
         return None
+
+
+def _is_hub_name(name):
+    from ._backbones import get_backbone_spec
+
+    return get_backbone_spec(name).is_hub

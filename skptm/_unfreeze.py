@@ -6,6 +6,12 @@ functional model that calls another). Layers are therefore addressed by
 (``"resnet50/conv5_block3_3_conv"``); for a layer at the top level the path
 is its name. Only *leaf* layers (layers that are not models themselves) are
 counted, unfrozen and stored in slim pickles, at any depth.
+
+A KerasHub transformer keeps its blocks inside one encoder layer
+(DINOv2, DINOv3, ViT); for these, the blocks are the leaves, so that phase 2
+can train the top blocks and leave the others. ``unfreeze=N`` then counts
+transformer blocks: the top N, with every weighted layer above them (the
+final norm, CLIP's projection, SigLIP's attention pooling).
 """
 
 from __future__ import annotations
@@ -14,15 +20,30 @@ import difflib
 
 import keras
 
+from .networks.hub import BLOCK_CLASSES, BLOCK_CONTAINERS
+
+
+
 
 def leaf_layers(model, prefix=""):
     """``(path, layer)`` for every layer of ``model`` that is not a model, in order."""
-    for layer in model.layers:
+    for layer in _children(model):
         path = f"{prefix}{layer.name}"
-        if isinstance(layer, keras.Model):
+        if isinstance(layer, keras.Model) or type(layer).__name__ in BLOCK_CONTAINERS:
             yield from leaf_layers(layer, path + "/")
         else:
             yield path, layer
+
+
+def _children(layer):
+    if isinstance(layer, keras.Model):
+        return layer.layers
+    return layer._flatten_layers(include_self=False, recursive=False)
+
+
+def is_block(layer) -> bool:
+    """Whether ``layer`` is one of KerasHub's transformer blocks."""
+    return type(layer).__name__ in BLOCK_CLASSES
 
 
 def layer_at(model, path):
@@ -41,7 +62,8 @@ def select_unfrozen(base, unfreeze) -> tuple:
     """Paths of the backbone layers to train in phase 2.
 
     ``unfreeze``: an int N (the top N leaf layers that carry weights, not
-    counting BatchNormalization), ``"all"``, or the name (or path) of the
+    counting BatchNormalization; in a KerasHub transformer, the top N blocks
+    and the layers above them), ``"all"``, or the name (or path) of the
     lowest layer to unfreeze: it and every weighted layer above it. The name
     of a nested model stands for its first layer.
     """
@@ -54,6 +76,10 @@ def select_unfrozen(base, unfreeze) -> tuple:
         return tuple(path for i, path in candidates if i >= lowest)
     if not unfreeze:
         return ()
+    blocks = [i for i, (_, layer) in enumerate(leaves) if is_block(layer)]
+    if blocks:
+        lowest = blocks[max(0, len(blocks) - unfreeze)]
+        return tuple(path for i, path in candidates if i >= lowest)
     return tuple(path for _, path in candidates[max(0, len(candidates) - unfreeze) :])
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import skptm
 from skptm import PretrainedFeatureTransformer
 from skptm._writers import paths_sidecar
 from skptm.cli import main
@@ -130,11 +131,13 @@ def test_backbones_and_help(capsys):
     code, out, _ = run_cli(capsys, "backbones")
     lines = out.splitlines()
     assert code == 0 and lines[0].split()[:2] == ["name", "keras"]
-    assert len(lines) == 2 + 40
-    assert lines[2 + 2].split() == ["resnet50", "ResNet50", "224", "caffe", "2048"]
+    n_networks = len(skptm.list_backbones())
+    assert len(lines) == 2 + n_networks
+    assert lines[2 + 2].split() == ["resnet50", "ResNet50", "224", "caffe", "2048", "keras.applications", "Apache-2.0"]
+    assert any(line.split()[:2] == ["dinov2_small", "DINOV2Backbone"] and "keras_hub" in line for line in lines)
     code, out, _ = run_cli(capsys, "backbones", "--engines")
     rows = {line.split()[0]: line for line in out.splitlines()[2:]}
-    assert code == 0 and len(rows) == 40
+    assert code == 0 and len(rows) == n_networks
     # Nothing measured on this machine (the suite's cache folder is new): TensorFlow float32.
     assert "tensorflow float32" in rows["convnext_tiny"] and "not measured" in rows["convnext_tiny"]
     commands = ["embed", "backbones", "fetch-weights", "cluster", "train", "predict", "calibrate", "cache"]

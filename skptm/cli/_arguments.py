@@ -49,7 +49,7 @@ def choices(estimator, parameter):
     Examples
     --------
     >>> choices(PretrainedFeatureTransformer, "pooling")
-    ['avg', 'max', 'none']
+    ['avg', 'cls', 'cls+avg', 'max', 'none']
     """
     constraints = estimator._parameter_constraints[parameter]
     options = sorted(next(c.options for c in constraints if isinstance(c, StrOptions)))

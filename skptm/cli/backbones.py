@@ -29,9 +29,17 @@ def run(args, parser):
     """Print the table of networks."""
     from .._backbones import list_backbones
 
-    header = ("name", "keras name", "input size", "preprocessing", "features")
+    header = ("name", "keras name", "input size", "preprocessing", "features", "source", "licence")
     rows = [
-        (b["name"], b["keras_name"], str(b["input_size"]), b["preprocessing"], str(b["feature_size"]))
+        (
+            b["name"],
+            b["keras_name"],
+            str(b["input_size"]),
+            b["preprocessing"],
+            str(b["feature_size"]),
+            b["source"],
+            b["licence"],
+        )
         for b in list_backbones()
     ]
     if args.engines:

@@ -13,6 +13,7 @@ import keras
 
 from .._backbones import feature_names
 from .description import Blueprint, FeatureNetwork
+from .hub import STAGED_CONTAINERS
 from .layers import FixedAffine, ImagePreprocessing, get_layer, global_pool, set_affine
 from .precision import dtype_policy_scope
 from .views import with_views
@@ -52,6 +53,7 @@ def describe(base, spec, backbone, family, pooling, layers, input_size, precisio
     """
     base_shape = tuple(base.inputs[0].shape[1:])
     name = spec.name if spec is not None else _custom_name(backbone, base)
+    hub = spec is not None and spec.is_hub
     if len(base_shape) == 1:
         if len(base.outputs[0].shape) != 2:
             raise ValueError(
@@ -75,6 +77,8 @@ def describe(base, spec, backbone, family, pooling, layers, input_size, precisio
         layers=tuple(layers) if layers else None,
         precision=precision,
         views=tuple(views),
+        prefix_tokens=spec.prefix_tokens if hub else 0,
+        output_label="embedding" if hub else "out",
     )
 
 
@@ -159,18 +163,52 @@ def _trunk(blueprint: Blueprint, base):
     # training=False: batch normalisation stays in inference mode, in
     # fine-tuning too (the recipe of the Keras transfer-learning guide).
     if blueprint.layers:
-        extractor = keras.Model(base.inputs, [get_layer(base, name).output for name in blueprint.layers], name="layers")
+        extractor = keras.Model(base.inputs, [layer_output(base, name) for name in blueprint.layers], name="layers")
         outputs = extractor(x, training=False)
         parts = [(f"{blueprint.name}_{name}", out) for name, out in zip(blueprint.layers, outputs, strict=True)]
     else:
         parts = [(blueprint.name, base(x, training=False))]
     pooled, names = [], []
     for prefix, tensor in parts:
-        tensor, label = global_pool(tensor, blueprint.pooling)
+        tensor, label = global_pool(tensor, blueprint.pooling, blueprint.prefix_tokens, blueprint.output_label)
         pooled.append(tensor)
-        names.extend(feature_names(prefix, label, tensor.shape[-1]))
+        names.extend(pooled_feature_names(prefix, label, tensor.shape[-1]))
     output = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="features")(pooled)
     return inputs, output, names
+
+
+def pooled_feature_names(prefix, label, n_features):
+    """Feature names of one pooled output; ``"cls+avg"`` is two halves, named so."""
+    if label == "cls+avg":
+        half = n_features // 2
+        return feature_names(prefix, "cls", half) + feature_names(prefix, "avg", half)
+    return feature_names(prefix, label, n_features)
+
+
+def layer_output(base, name):
+    """The output of ``base``'s layer ``name``; for a KerasHub DINOv2 or DINOv3
+    backbone, whose blocks live inside one encoder layer, also the output of
+    block ``i`` by KerasHub's name for it, ``"stage{i}"`` (1 to depth)."""
+    stages = stage_outputs(base)
+    if name in stages:
+        return stages[name]
+    try:
+        return get_layer(base, name).output
+    except ValueError as exc:
+        if stages:
+            raise ValueError(f"{exc} The blocks of {base.name!r} are 'stage1' to 'stage{len(stages)}'.") from None
+        raise
+
+
+def stage_outputs(base) -> dict:
+    """``{"stage1": output, ...}`` of a KerasHub DINO encoder in ``base``'s graph
+    (its second output, a dict, which Keras flattens in sorted key order)."""
+    for layer in base.layers:
+        if type(layer).__name__ in STAGED_CONTAINERS and layer._inbound_nodes:
+            outputs = layer._inbound_nodes[0].outputs
+            names = sorted(f"stage{i}" for i in range(1, len(outputs)))
+            return dict(zip(names, outputs[1:], strict=True))
+    return {}
 
 
 def _numbered(prefix, n_features):

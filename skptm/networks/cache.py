@@ -26,6 +26,7 @@ from .._backbones import get_backbone_spec
 from .._tta import parse_tta
 from .assembly import as_size, assemble, describe
 from .fingerprints import model_identity
+from .hub import hub_input_size
 from .precision import dtype_policy_scope, with_precision
 from .weights import build_base
 
@@ -79,6 +80,8 @@ class NetworkCache:
     def get(self, backbone, *, weights, input_size, pooling, layers, preprocessing, precision, views=()):
         """The feature network for these parameters, from the cache or built."""
         spec = get_backbone_spec(backbone) if isinstance(backbone, str) else None
+        if spec is not None and spec.is_hub:
+            input_size = hub_input_size(spec, as_size(input_size))
         family = _preprocessing_family(spec, preprocessing)
         feature_key = (family, pooling, layers, views)
         base_key = (*_base_key(backbone, spec, weights, input_size), precision)
@@ -208,7 +211,7 @@ def _preprocessing_family(spec, preprocessing):
 
 def _base_key(backbone, spec, weights, input_size):
     if spec is not None:
-        backbone_id = ("keras.applications", spec.keras_name)
+        backbone_id = (spec.source, spec.name if spec.is_hub else spec.keras_name)
         input_size = input_size or spec.input_size
     elif isinstance(backbone, keras.Model):
         # By content, not id(): sklearn's clone deep-copies the model, and
@@ -256,8 +259,10 @@ def _weights_identity(weights):
     if weights is None or (isinstance(weights, str) and weights == "imagenet"):
         return weights
     path = os.path.abspath(os.fspath(weights))
+    # A KerasHub preset directory changes with its weights file.
+    content = os.path.join(path, "model.weights.h5") if os.path.isdir(path) else path
     try:
-        stat = os.stat(path)
+        stat = os.stat(content)
     except OSError:
         return ("file", path)  # the build will raise a clear error
     return ("file", path, stat.st_mtime_ns, stat.st_size)

@@ -51,6 +51,12 @@ class Blueprint:
     views : tuple of str
         Test-time views whose features a feature network averages
         (:mod:`skptm.networks.views`); ``()`` for none.
+    prefix_tokens : int
+        For a transformer that outputs tokens, how many come before the
+        patches (class token, registers); ``0`` otherwise.
+    output_label : str
+        Feature-name label of an output that is already a vector
+        (``"embedding"`` for CLIP and SigLIP).
     """
 
     base: object
@@ -67,6 +73,8 @@ class Blueprint:
     seed: int = 0
     output_affine: tuple | None = field(default=None, compare=False)
     views: tuple = ()
+    prefix_tokens: int = 0
+    output_label: str = "out"
 
 
 @dataclass(frozen=True)

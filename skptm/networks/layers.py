@@ -11,6 +11,10 @@ import numpy as np
 _IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
 _IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 _IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+#: CLIP's image statistics (OpenAI's training set), as in its image processor.
+_CLIP_MEAN_RGB = (0.48145466, 0.4578275, 0.40821073)
+_CLIP_STD_RGB = (0.26862954, 0.26130258, 0.27577711)
+_MEAN_STD = {"torch": (_IMAGENET_MEAN_RGB, _IMAGENET_STD_RGB), "clip": (_CLIP_MEAN_RGB, _CLIP_STD_RGB)}
 
 
 @keras.saving.register_keras_serializable(package="skptm")
@@ -22,15 +26,16 @@ class ImagePreprocessing(keras.layers.Layer):
 
     Parameters
     ----------
-    family : {"caffe", "tf", "torch"}
+    family : {"caffe", "tf", "torch", "clip"}
         ``"caffe"``: RGB to BGR, subtract the ImageNet mean. ``"tf"``: scale
         to [-1, 1]. ``"torch"``: scale to [0, 1], normalise with the ImageNet
-        mean and standard deviation.
+        mean and standard deviation. ``"clip"``: the same with CLIP's mean
+        and standard deviation.
     """
 
     def __init__(self, family, **kwargs):
         super().__init__(**kwargs)
-        if family not in ("caffe", "tf", "torch"):  # "none" has no layer: nothing to do
+        if family not in ("caffe", "tf", "torch", "clip"):  # "none" has no layer: nothing to do
             raise ValueError(f"Unknown preprocessing family. Received: family={family!r}")
         self.family = family
 
@@ -38,9 +43,10 @@ class ImagePreprocessing(keras.layers.Layer):
         x = keras.ops.cast(inputs, self.compute_dtype)
         if self.family == "tf":
             return x / 127.5 - 1.0
-        if self.family == "torch":
+        if self.family in _MEAN_STD:
+            mean, std = _MEAN_STD[self.family]
             x = x / 255.0
-            return (x - np.asarray(_IMAGENET_MEAN_RGB, "float32")) / np.asarray(_IMAGENET_STD_RGB, "float32")
+            return (x - np.asarray(mean, "float32")) / np.asarray(std, "float32")
         return keras.ops.flip(x, axis=-1) - np.asarray(_IMAGENET_MEAN_BGR, "float32")
 
     def compute_output_shape(self, input_shape):
@@ -88,10 +94,29 @@ def get_layer(base, name, parameter="layer"):
     return base.get_layer(name)
 
 
-def global_pool(tensor, pooling):
-    """Pool a feature map to a vector: ``(pooled tensor, label for feature names)``."""
+#: Poolings of a transformer's tokens: the patch tokens' mean or max, the
+#: class token, or the class token and the patch tokens' mean side by side.
+TOKEN_POOLINGS = ("avg", "max", "cls", "cls+avg")
+
+
+def global_pool(tensor, pooling, prefix_tokens=0, output_label="out"):
+    """Pool a feature map to a vector: ``(pooled tensor, label for feature names)``.
+
+    A feature map ``(batch, height, width, channels)`` is pooled over space;
+    a transformer's tokens ``(batch, tokens, width)``, of which the first
+    ``prefix_tokens`` are the class token and registers, by
+    :class:`TokenPooling`; a vector ``(batch, n)`` (an image embedding) is
+    kept and labelled ``output_label``.
+    """
     if len(tensor.shape) == 2:
-        return tensor, "out"
+        return tensor, output_label
+    if len(tensor.shape) == 3 and prefix_tokens and pooling is not None:
+        return TokenPooling(pooling, prefix_tokens, name=f"{pooling.replace('+', '_')}_pool")(tensor), pooling
+    if pooling in ("cls", "cls+avg"):
+        raise ValueError(
+            f"pooling={pooling!r} takes a transformer's class token; this backbone outputs "
+            f"{tuple(tensor.shape)}. Use pooling='avg' or 'max'."
+        )
     if len(tensor.shape) != 4:
         return keras.layers.Flatten()(tensor), "flat"
     if pooling == "avg":
@@ -99,6 +124,48 @@ def global_pool(tensor, pooling):
     if pooling == "max":
         return keras.layers.GlobalMaxPooling2D()(tensor), "max"
     return keras.layers.Flatten()(tensor), "flat"
+
+
+@keras.saving.register_keras_serializable(package="skptm")
+class TokenPooling(keras.layers.Layer):
+    """A transformer's tokens ``(batch, tokens, width)`` to one vector per image.
+
+    Parameters
+    ----------
+    mode : {"avg", "max", "cls", "cls+avg"}
+        The mean or the maximum of the patch tokens, the class token, or the
+        class token followed by the patch tokens' mean (DINOv2's linear-probe
+        feature, twice the width).
+    prefix_tokens : int
+        Tokens before the patches: the class token (first) and any registers,
+        which no pooling of patch tokens includes.
+    """
+
+    def __init__(self, mode, prefix_tokens, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in TOKEN_POOLINGS:
+            raise ValueError(f"Unknown token pooling. Received: mode={mode!r}")
+        self.mode = mode
+        self.prefix_tokens = int(prefix_tokens)
+
+    def call(self, inputs):
+        x = keras.ops.cast(inputs, self.compute_dtype)
+        patches = x[:, self.prefix_tokens :, :]
+        if self.mode == "max":
+            return keras.ops.max(patches, axis=1)
+        mean = keras.ops.mean(patches, axis=1)
+        if self.mode == "avg":
+            return mean
+        if self.mode == "cls":
+            return x[:, 0, :]
+        return keras.ops.concatenate([x[:, 0, :], mean], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        width = input_shape[-1] * (2 if self.mode == "cls+avg" else 1)
+        return (input_shape[0], width)
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode, "prefix_tokens": self.prefix_tokens}
 
 
 @keras.saving.register_keras_serializable(package="skptm")

@@ -65,6 +65,10 @@ def build_base(backbone, spec, weights, input_size):
     ``spec`` is the registry entry of a named backbone (``None`` for a
     custom one), ``input_size`` a ``(height, width)`` tuple or ``None``.
     """
+    if spec is not None and spec.is_hub:
+        from .hub import build_hub_base
+
+        return build_hub_base(spec, weights, input_size)
     if spec is not None:
         return _build_application(spec, weights, input_size)
     return _build_custom(backbone, weights)

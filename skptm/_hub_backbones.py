@@ -1,0 +1,136 @@
+"""The KerasHub part of the backbone registry: vision transformers by preset name.
+
+A table, like :mod:`skptm._backbones`, and the one import of KerasHub with
+its install hint; importing this module imports neither Keras nor KerasHub. Each entry names a KerasHub preset (``weights="imagenet"``
+loads its pretrained weights through KerasHub) and keeps the architecture's
+configuration, so that ``weights=None`` builds the same network offline,
+randomly initialised, without downloading anything.
+
+The configurations are those of the original checkpoints as KerasHub's
+converters map them (``keras_hub/src/utils/transformers/convert_*.py``).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+INSTALL_HINT = "pip install 'skptm[hub]'"
+
+
+def import_keras_hub():
+    """The ``keras_hub`` module, or an ``ImportError`` that says how to install it."""
+    try:
+        return importlib.import_module("keras_hub")
+    except ImportError as exc:
+        raise ImportError(
+            "The KerasHub backbones (DINOv2, DINOv3, ViT, SigLIP, CLIP) need the keras-hub "
+            f"package, an optional extra of skptm: {INSTALL_HINT}"
+        ) from exc
+
+#: What each architecture family is, for the listing and the docs.
+HUB_ARCHITECTURES = {
+    "dinov2": "DINOv2 (Meta, 2023): self-supervised ViT; class token, registers optional",
+    "dinov3": "DINOv3 (Meta, 2025): self-supervised ViT with rotary position embeddings and 4 registers",
+    "vit": "ViT (Google, 2020): supervised on ImageNet-21k, fine-tuned on ImageNet-1k",
+    "siglip": "SigLIP / SigLIP 2 (Google): image tower of an image-text model; attention-pooled embedding",
+    "clip": "CLIP (OpenAI, 2021): image tower of an image-text model; projected class-token embedding",
+}
+
+#: The KerasHub class of each family's preset, and of its image tower when
+#: the preset holds an image-text model.
+HUB_CLASSES = {
+    "dinov2": "DINOV2Backbone",
+    "dinov3": "DINOV3Backbone",
+    "vit": "ViTBackbone",
+    "siglip": "SigLIPVisionEncoder",
+    "clip": "CLIPVisionEncoder",
+}
+
+
+def _dinov2(size, registers):
+    width, depth, heads = {"small": (384, 12, 6), "base": (768, 12, 12), "large": (1024, 24, 16)}[size]
+    return {
+        "patch_size": 14,
+        "num_layers": depth,
+        "hidden_dim": width,
+        "num_heads": heads,
+        "intermediate_dim": 4 * width,
+        "layer_scale_init_value": 1.0,
+        "num_register_tokens": 4 if registers else 0,
+        "use_mask_token": True,
+        "use_swiglu_ffn": False,
+        "position_embedding_shape": (518, 518),
+        # The checkpoints with registers interpolate their position
+        # embeddings with antialiasing (KerasHub's converter does the same).
+        "antialias_in_interpolation": registers,
+    }
+
+
+def _dinov3(width, depth, heads):
+    return {
+        "patch_size": 16,
+        "num_layers": depth,
+        "hidden_dim": width,
+        "num_heads": heads,
+        "intermediate_dim": 4 * width,
+        "layer_scale_init_value": 1.0,
+        "num_register_tokens": 4,
+        "use_key_bias": False,
+        "rope_theta": 100.0,
+    }
+
+
+def _vision_tower(patch, width, depth, heads, intermediate, **extra):
+    return {
+        "patch_size": patch,
+        "hidden_dim": width,
+        "num_layers": depth,
+        "num_heads": heads,
+        "intermediate_dim": intermediate,
+        **extra,
+    }
+
+
+#: One row per preset: (name = KerasHub preset, family, preprocessing family,
+#: native input size, feature size, licence of the weights, configuration).
+HUB_TABLE = (
+    ("dinov2_small", "dinov2", "torch", 224, 384, "Apache-2.0", _dinov2("small", False)),
+    ("dinov2_base", "dinov2", "torch", 224, 768, "Apache-2.0", _dinov2("base", False)),
+    ("dinov2_large", "dinov2", "torch", 224, 1024, "Apache-2.0", _dinov2("large", False)),
+    ("dinov2_with_registers_small", "dinov2", "torch", 224, 384, "Apache-2.0", _dinov2("small", True)),
+    ("dinov2_with_registers_base", "dinov2", "torch", 224, 768, "Apache-2.0", _dinov2("base", True)),
+    ("dinov2_with_registers_large", "dinov2", "torch", 224, 1024, "Apache-2.0", _dinov2("large", True)),
+    ("dinov3_vit_small_lvd1689m", "dinov3", "torch", 224, 384, "DINOv3 License", _dinov3(384, 12, 6)),
+    ("dinov3_vit_base_lvd1689m", "dinov3", "torch", 224, 768, "DINOv3 License", _dinov3(768, 12, 12)),
+    (
+        "vit_base_patch16_224_imagenet",
+        "vit",
+        "tf",
+        224,
+        768,
+        "Apache-2.0",
+        {"patch_size": 16, "num_layers": 12, "num_heads": 12, "hidden_dim": 768, "mlp_dim": 3072},
+    ),
+    ("siglip_base_patch16_224", "siglip", "tf", 224, 768, "Apache-2.0", _vision_tower(16, 768, 12, 12, 3072)),
+    ("siglip2_base_patch16_224", "siglip", "tf", 224, 768, "Apache-2.0", _vision_tower(16, 768, 12, 12, 3072)),
+    ("siglip_so400m_patch14_224", "siglip", "tf", 224, 1152, "Apache-2.0", _vision_tower(14, 1152, 27, 16, 4304)),
+    ("siglip2_so400m_patch14_224", "siglip", "tf", 224, 1152, "Apache-2.0", _vision_tower(14, 1152, 27, 16, 4304)),
+    (
+        "clip_vit_base_patch32",
+        "clip",
+        "clip",
+        224,
+        512,
+        "MIT",
+        _vision_tower(32, 768, 12, 12, 3072, projection_dim=512),
+    ),
+    (
+        "clip_vit_base_patch16",
+        "clip",
+        "clip",
+        224,
+        512,
+        "MIT",
+        _vision_tower(16, 768, 12, 12, 3072, projection_dim=512),
+    ),
+)

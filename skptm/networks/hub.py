@@ -1,0 +1,269 @@
+"""KerasHub's vision transformers as skptm backbones (``pip install 'skptm[hub]'``).
+
+A KerasHub backbone becomes what every skptm backbone is: a functional
+``keras.Model`` from an image batch (already scaled by skptm's preprocessing
+layer) to the network's output, built in one of three ways:
+
+* ``weights="imagenet"``: the registry's preset, through KerasHub's own
+  ``from_preset`` (its download and cache; offline, a clear error);
+* ``weights="<folder>"``: a local preset directory (``save_to_preset``, or a
+  preset downloaded elsewhere and copied here);
+* ``weights=None``: the registry's configuration, randomly initialised with
+  fixed seeds (no download).
+
+The output is the token sequence, ``(batch, tokens, width)``, for DINOv2,
+DINOv3 and ViT (skptm's pooling takes the class token, the patch tokens'
+mean, or both), and the image embedding, ``(batch, width)``, for the image
+towers of CLIP (class token, final norm, projection) and SigLIP (attention
+pooling), as their authors compute it.
+
+The functional graph is KerasHub's own (the model is re-rooted at its image
+input, not rebuilt), so features equal KerasHub's to the last bit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import zlib
+
+import keras
+import numpy as np
+
+from .._compat import all_layers
+from .._hub_backbones import import_keras_hub as keras_hub
+from ..exceptions import WeightsUnavailableError
+
+#: Architectures whose position embeddings KerasHub interpolates to any input
+#: size; the others run at their preset's native size only.
+RESIZABLE = ("dinov2", "dinov3")
+
+#: KerasHub's transformer block classes: what ``unfreeze=N`` counts.
+BLOCK_CLASSES = ("DINOV2Layer", "DINOV3Layer", "ViTEncoderBlock", "CLIPEncoderLayer", "SigLIPEncoderLayer")
+
+#: KerasHub layers that hold a backbone's blocks (and, for ViT, its final norm)
+#: inside one layer: their sublayers are what phase 2 trains or leaves.
+BLOCK_CONTAINERS = ("DINOV2Encoder", "DINOV3Encoder", "ViTEncoder")
+
+#: The containers that also return each block's output (KerasHub's
+#: ``pyramid_outputs``, ``"stage1"`` to ``"stage{depth}"``): ``layer=`` takes them.
+STAGED_CONTAINERS = ("DINOV2Encoder", "DINOV3Encoder")
+
+
+def hub_class(name):
+    """The KerasHub class ``name`` (``"DINOV2Backbone"``, ``"CLIPVisionEncoder"``, ...)."""
+    return getattr(keras_hub().models, name)
+
+
+def hub_input_size(spec, input_size):
+    """The ``(height, width)`` a KerasHub backbone runs at for ``input_size``.
+
+    DINOv2 and DINOv3 take any size: their position embeddings are
+    interpolated to it, as their authors do; a size that is not a multiple of
+    the patch size is rounded to the nearest multiple (at least one patch),
+    which is what the image is then resized to. The others (ViT, SigLIP,
+    CLIP) were trained at one size and run at it.
+    """
+    native = (spec.input_size, spec.input_size)
+    if input_size is None:
+        return native
+    height, width = input_size
+    if spec.architecture not in RESIZABLE:
+        if (height, width) != native:
+            raise ValueError(
+                f"Backbone {spec.name!r} runs at its native input size {native}: its position "
+                f"embeddings are fixed. Leave input_size=None. Received: input_size={input_size}"
+            )
+        return native
+    if height != width:
+        raise ValueError(
+            f"Backbone {spec.name!r} (KerasHub) takes square images. Received: input_size={input_size}"
+        )
+    patch = spec.patch_size
+    side = max(patch, int(round(height / patch)) * patch)
+    return (side, side)
+
+
+def build_hub_base(spec, weights, input_size):
+    """The image tower of ``spec`` with its weights, as a functional model.
+
+    Parameters
+    ----------
+    spec : BackboneSpec
+        A KerasHub entry of the registry.
+    weights : "imagenet", None or path
+        The preset's pretrained weights, a random initialisation, or a local
+        preset directory.
+    input_size : (int, int) or None
+        Already passed through :func:`hub_input_size`.
+    """
+    size = hub_input_size(spec, input_size)
+    if weights is None:
+        tower = _image_tower(spec, _from_config(spec, size))
+        reinitialize_hub_weights(tower, spec.name)
+        return tower
+    source = spec.name if weights == "imagenet" else _check_preset_directory(weights, spec)
+    return _image_tower(spec, _from_preset(spec, source, size))
+
+
+def _from_config(spec, size):
+    config = dict(spec.config)
+    projection_dim = config.pop("projection_dim", None)
+    config["image_shape"] = (*size, 3)
+    model = hub_class(spec.keras_name)(**config, name=spec.name)
+    if projection_dim is not None:
+        model = _CLIPImageTower(model, projection_dim)
+    return model
+
+
+def _from_preset(spec, source, size):
+    hub = keras_hub()
+    kwargs = {"image_shape": (*size, 3)} if spec.architecture in RESIZABLE else {}
+    try:
+        backbone = hub.models.Backbone.from_preset(source, **kwargs)
+    except Exception as exc:
+        if source == spec.name and _is_download_failure(exc):
+            raise WeightsUnavailableError(offline_message(spec, exc)) from exc
+        raise
+    _check_preset(spec, source, backbone)
+    if spec.architecture == "clip":
+        vision = backbone.vision_encoder
+        return _CLIPImageTower(vision, backbone.vision_projection.units, backbone)
+    if spec.architecture == "siglip":
+        return backbone.vision_encoder
+    return backbone
+
+
+#: The KerasHub class of each family's presets.
+PRESET_CLASSES = {
+    "dinov2": "DINOV2Backbone",
+    "dinov3": "DINOV3Backbone",
+    "vit": "ViTBackbone",
+    "siglip": "SigLIPBackbone",
+    "clip": "CLIPBackbone",
+}
+
+
+def family_scale_offset(family):
+    """``(scale, offset)`` per channel with which skptm's preprocessing family
+    maps 0-255 RGB: KerasHub's image converters compute ``x * scale + offset``."""
+    from .layers import _MEAN_STD
+
+    if family == "tf":
+        return np.full(3, 1 / 127.5), np.full(3, -1.0)
+    mean, std = (np.asarray(v, np.float64) for v in _MEAN_STD[family])
+    return 1 / (255 * std), -mean / std
+
+
+def _check_preset(spec, source, backbone):
+    """The preset is of ``spec``'s architecture, and its own image converter
+    (where it ships one) scales images as the family skptm applies."""
+    expected = PRESET_CLASSES[spec.architecture]
+    if type(backbone).__name__ != expected:
+        raise ValueError(
+            f"The KerasHub preset {source!r} holds a {type(backbone).__name__}, not the "
+            f"{expected} of backbone {spec.name!r}. Pass the registry name of its architecture "
+            "(skptm.list_backbones()) as backbone."
+        )
+    try:
+        converter = keras_hub().layers.ImageConverter.from_preset(source)
+    except Exception:  # noqa: BLE001 - a preset without an image converter
+        return
+    scale, offset = family_scale_offset(spec.preprocessing)
+    theirs = [np.broadcast_to(np.asarray(v, np.float64), (3,)) for v in (converter.scale, converter.offset)]
+    if not (np.allclose(theirs[0], scale, rtol=1e-5) and np.allclose(theirs[1], offset, rtol=1e-5, atol=1e-6)):
+        raise ValueError(
+            f"The image converter of preset {source!r} scales images by {theirs[0].tolist()} and "
+            f"offsets them by {theirs[1].tolist()}, not as the {spec.preprocessing!r} family of "
+            f"backbone {spec.name!r}; skptm's preprocessing would not match the weights. Pass "
+            "preprocessing= explicitly, or report the preset."
+        )
+
+
+class _CLIPImageTower:
+    """CLIP's vision encoder with its pooler and projection (the image embedding)."""
+
+    def __init__(self, vision, projection_dim, backbone=None):
+        self.vision = vision
+        if backbone is not None:
+            self.pooler, self.projection = backbone.vision_pooler, backbone.vision_projection
+        else:
+            keras_hub()
+            # CLIP's pooler (the class token) is not exported by KerasHub.
+            layers = importlib.import_module("keras_hub.src.models.clip.clip_layers")
+            self.pooler = layers.CLIPVisionPooler(name="vision_pooler")
+            self.projection = keras.layers.Dense(projection_dim, use_bias=False, name="vision_projection")
+
+
+def _image_tower(spec, model):
+    """Re-root KerasHub's functional graph at its image input (no dict input,
+    no rebuilt layers): ``image -> tokens`` or ``image -> embedding``."""
+    if isinstance(model, _CLIPImageTower):
+        vision = model.vision
+        embedding = model.projection(model.pooler(vision.outputs[0]))
+        return keras.Model(vision.inputs[0], embedding, name=spec.name)
+    return keras.Model(model.inputs[0], model.outputs[0], name=spec.name)
+
+
+def _check_preset_directory(weights, spec):
+    path = os.fspath(weights)
+    if not os.path.isdir(path) or not os.path.isfile(os.path.join(path, "config.json")):
+        raise FileNotFoundError(
+            f"weights={path!r} is not a KerasHub preset directory (a folder with config.json "
+            f"and model.weights.h5) for backbone {spec.name!r}. Pass weights='imagenet' for the "
+            f"preset {spec.name!r}, weights=None for a random initialisation, or a folder written "
+            "by keras_hub's save_to_preset (or a downloaded preset copied here)."
+        )
+    return path
+
+
+def _is_download_failure(exc) -> bool:
+    text = f"{type(exc).__name__}: {exc}"
+    return isinstance(exc, (ConnectionError, OSError)) or any(
+        marker in text for marker in ("resolve", "Max retries", "ConnectionError", "Temporary failure")
+    )
+
+
+def preset_cache() -> str:
+    """The folder KerasHub's downloads (through kagglehub) are cached in."""
+    return os.environ.get("KAGGLEHUB_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "kagglehub")
+
+
+def offline_message(spec, exc) -> str:
+    cache = preset_cache()
+    return (
+        f"Could not get the pretrained weights of {spec.name!r}: KerasHub looked for the preset "
+        f"{spec.name!r} in its cache {cache!r} (set by the KAGGLEHUB_CACHE environment variable, "
+        "default ~/.cache/kagglehub) and could not download it, so this machine seems to be "
+        "offline. Two ways out: (1) run skptm.fetch_weights"
+        f"([{spec.name!r}]) once on a machine with internet access and copy its cache folder "
+        f"into {cache!r}; or (2) pass weights='<folder>', a local KerasHub preset directory of "
+        f"this architecture (the folder holding config.json and model.weights.h5). Cause: {exc}"
+    )
+
+
+def reinitialize_hub_weights(model, name, std=0.02) -> None:
+    """Give every randomly initialised weight of a KerasHub model a value drawn
+    from a seed fixed by its path, so that ``weights=None`` is the same
+    network in every process.
+
+    Layers with a standard initializer are redrawn by
+    :func:`~skptm.networks.weights.reinitialize_random_weights`; the
+    transformers' own weights (class token, registers, position embeddings)
+    are drawn from a truncated normal of standard deviation ``std``, as
+    their authors initialise them. Constant weights keep their value.
+    """
+    from .weights import RANDOM_WEIGHTS_SEED, reinitialize_random_weights
+
+    before = {id(v): keras.ops.convert_to_numpy(v) for v in model.weights}
+    reinitialize_random_weights(model, RANDOM_WEIGHTS_SEED)
+    for index, layer in enumerate(all_layers(model)):
+        for variable in layer._trainable_variables + layer._non_trainable_variables:
+            value = keras.ops.convert_to_numpy(variable)
+            if not np.array_equal(value, before.get(id(variable), value)) or value.size < 2:
+                continue  # redrawn above, or a scalar
+            if np.all(value == value.flat[0]):
+                continue  # a constant initialisation (zeros, ones, layer scale)
+            seed = zlib.crc32(f"{RANDOM_WEIGHTS_SEED}/{name}/{index}/{variable.path}".encode())
+            fresh = keras.random.truncated_normal(tuple(variable.shape), stddev=std, seed=seed)
+            variable.assign(keras.ops.cast(fresh, variable.dtype))

@@ -1,0 +1,295 @@
+"""KerasHub's vision transformers through skptm's estimators.
+
+Each test loads a local KerasHub preset directory, written here by KerasHub's
+own ``save_to_preset`` from a small, randomly initialised configuration of
+the registry's architecture (with the family's image converter), through the
+public API (``weights=<folder>``): the same loading code as a downloaded
+preset. Features are compared with what a KerasHub user computes by hand.
+"""
+
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+
+import skptm
+from skptm import FineTunedClassifier, PretrainedFeatureTransformer
+from skptm._backbones import backbone_specs, get_backbone_spec
+from skptm.networks.hub import family_scale_offset
+
+keras_hub = pytest.importorskip("keras_hub")
+
+WIDTH = 32
+#: registry name -> (input size of the small preset, its KerasHub backbone)
+SMALL = {
+    "dinov2_with_registers_small": 56,
+    "dinov3_vit_small_lvd1689m": 64,
+    "vit_base_patch16_224_imagenet": 224,
+    "siglip_base_patch16_224": 224,
+    "clip_vit_base_patch32": 224,
+}
+
+
+def small_backbone(name, size):
+    """A small configuration of ``name``'s architecture (two blocks, width 32)."""
+    models = keras_hub.models
+    block = {"num_layers": 2, "num_heads": 2}
+    if name.startswith("dinov2"):
+        return models.DINOV2Backbone(
+            patch_size=14,
+            hidden_dim=WIDTH,
+            intermediate_dim=64,
+            num_register_tokens=4,
+            image_shape=(size, size, 3),
+            position_embedding_shape=(518, 518),
+            **block,
+        )
+    if name.startswith("dinov3"):
+        return models.DINOV3Backbone(
+            patch_size=16, hidden_dim=WIDTH, intermediate_dim=64, image_shape=(size, size, 3), **block
+        )
+    if name.startswith("vit"):
+        return models.ViTBackbone(image_shape=(size, size, 3), patch_size=32, hidden_dim=WIDTH, mlp_dim=64, **block)
+    text = {"vocabulary_size": 50, "embedding_dim": WIDTH, "hidden_dim": WIDTH, "intermediate_dim": 64, **block}
+    if name.startswith("siglip"):
+        vision = models.SigLIPVisionEncoder(
+            patch_size=32, hidden_dim=WIDTH, intermediate_dim=64, image_shape=(size, size, 3), **block
+        )
+        return models.SigLIPBackbone(vision, models.SigLIPTextEncoder(max_sequence_length=8, **text))
+    vision = models.CLIPVisionEncoder(
+        patch_size=32, hidden_dim=WIDTH, intermediate_dim=64, image_shape=(size, size, 3), **block
+    )
+    return models.CLIPBackbone(vision, models.CLIPTextEncoder(max_sequence_length=8, **text), projection_dim=16)
+
+
+def write_preset(folder, name, size, scale=None, offset=None):
+    spec = get_backbone_spec(name)
+    backbone = small_backbone(name, size)
+    backbone.save_to_preset(str(folder))
+    default_scale, default_offset = family_scale_offset(spec.preprocessing)
+    converter = keras_hub.layers.ImageConverter(
+        image_size=(size, size),
+        scale=list(default_scale if scale is None else scale),
+        offset=list(default_offset if offset is None else offset),
+    )
+    converter.save_to_preset(str(folder))
+    return backbone, converter
+
+
+@pytest.fixture(scope="session")
+def presets(tmp_path_factory):
+    folders = {}
+    for name, size in SMALL.items():
+        folder = tmp_path_factory.mktemp(name)
+        write_preset(folder, name, size)
+        folders[name] = folder
+    return folders
+
+
+@pytest.fixture(scope="session")
+def photos():
+    """Real photos (four of the package's sample photos, one per theme), as paths."""
+    return list(skptm.datasets.load_sample_photos().paths[::4])
+
+
+def test_registry_lists_the_transformers_with_size_and_licence():
+    rows = {row["name"]: row for row in skptm.list_backbones() if row["source"] == "keras_hub"}
+    for name in (
+        "dinov2_small",
+        "dinov2_base",
+        "dinov2_large",
+        "dinov2_with_registers_small",
+        "dinov2_with_registers_base",
+        "dinov2_with_registers_large",
+        "dinov3_vit_small_lvd1689m",
+        "dinov3_vit_base_lvd1689m",
+        "siglip_base_patch16_224",
+        "siglip2_so400m_patch14_224",
+        "clip_vit_base_patch32",
+        "clip_vit_base_patch16",
+        "vit_base_patch16_224_imagenet",
+    ):
+        assert rows[name]["input_size"] == 224 and rows[name]["licence"]
+    assert rows["dinov2_base"]["feature_size"] == 768 and rows["clip_vit_base_patch16"]["feature_size"] == 512
+    assert rows["dinov3_vit_small_lvd1689m"]["licence"] == "DINOv3 License"
+    assert len([row for row in skptm.list_backbones() if row["source"] == "keras.applications"]) == 40
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_features_equal_keras_hub_by_hand_on_real_photos(name, presets, photos):
+    """Preprocessing inside the network equals the preset's own image converter,
+    and the pooled features equal the backbone's output pooled by hand."""
+    size = SMALL[name]
+    folder = presets[name]
+    pooling = "cls+avg" if get_backbone_spec(name).prefix_tokens else "avg"
+    ours = PretrainedFeatureTransformer(name, weights=folder, input_size=size, pooling=pooling, batch_size=2)
+    features = ours.fit_transform(np.stack([_resized(p, size) for p in photos]))
+
+    images = np.stack([_resized(p, size) for p in photos])
+    converter = keras_hub.layers.ImageConverter.from_preset(str(folder))
+    backbone = keras_hub.models.Backbone.from_preset(str(folder))
+    scaled = converter(images.astype("float32"))
+    if name.startswith("clip"):
+        expected = backbone.get_vision_embeddings(scaled)
+    elif name.startswith("siglip"):
+        expected = backbone.get_vision_embeddings(scaled)
+    else:
+        tokens = np.asarray(backbone(scaled if name.startswith("vit") else {backbone.inputs[0].name: scaled}))
+        prefix = get_backbone_spec(name).prefix_tokens
+        expected = np.concatenate([tokens[:, 0], tokens[:, prefix:].mean(axis=1)], axis=1)
+    expected = np.asarray(expected)
+    assert features.shape == expected.shape
+    relative = np.abs(features - expected).max() / np.abs(expected).max()
+    assert relative <= 1e-5, relative
+
+
+def _resized(path, size):
+    """The photo as skptm's default reader gives it to the network (stretched to size)."""
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+
+
+def test_random_weights_are_the_same_in_every_process():
+    script = (
+        "import numpy as np, skptm; X = np.full((1, 56, 56, 3), 100, np.uint8); "
+        "print(skptm.PretrainedFeatureTransformer('dinov2_small', weights=None, input_size=56)"
+        ".fit_transform(X)[0, :4].tolist())"
+    )
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True) for _ in "ab"]
+    assert runs[0].stdout == runs[1].stdout and runs[0].stdout.strip()
+
+
+def test_input_sizes_round_to_the_patch_size_for_dino_and_are_fixed_for_the_others():
+    dino = PretrainedFeatureTransformer("dinov2_small", weights=None, input_size=60)
+    assert dino._network().input_size == (56, 56)  # nearest multiple of 14
+    with pytest.raises(ValueError, match="native input size"):
+        PretrainedFeatureTransformer("clip_vit_base_patch32", weights=None, input_size=96).fit(None)
+
+
+def test_names_pooling_and_layers(presets, photos):
+    folder = presets["dinov2_with_registers_small"]
+    kwargs = {"weights": folder, "input_size": 56}
+    cls = PretrainedFeatureTransformer("dinov2_with_registers_small", pooling="cls", **kwargs).fit(photos)
+    both = PretrainedFeatureTransformer("dinov2_with_registers_small", pooling="cls+avg", **kwargs).fit(photos)
+    names = both.get_feature_names_out()
+    assert names[0] == "dinov2_with_registers_small_cls_0" and names[-1] == f"dinov2_with_registers_small_avg_{WIDTH - 1}"
+    np.testing.assert_array_equal(both.transform(photos)[:, :WIDTH], cls.transform(photos))
+    stage = PretrainedFeatureTransformer("dinov2_with_registers_small", layer="stage1", **kwargs).fit(photos)
+    assert stage.transform(photos).shape == (len(photos), WIDTH)
+    assert stage.get_feature_names_out()[0] == "dinov2_with_registers_small_stage1_avg_0"
+    with pytest.raises(ValueError, match="'stage1' to 'stage2'"):
+        PretrainedFeatureTransformer("dinov2_with_registers_small", layer="block9", **kwargs).fit(photos).transform(
+            photos
+        )
+    clip = PretrainedFeatureTransformer("clip_vit_base_patch32", weights=presets["clip_vit_base_patch32"])
+    assert clip.fit(photos).get_feature_names_out()[0] == "clip_vit_base_patch32_embedding_0"
+    with pytest.raises(ValueError, match="class token"):
+        PretrainedFeatureTransformer("mobilenet_v3_small", weights=None, input_size=32, pooling="cls").fit(
+            photos
+        ).transform(photos)
+
+
+@pytest.fixture(scope="module")
+def two_themes(photos):
+    """Eight views of the sample photos, labelled by photo."""
+    rng = np.random.default_rng(0)
+    X = np.stack([_resized(p, 56) for p in photos[:2] for _ in range(8)]).astype(np.float32)
+    X += rng.normal(0, 8, X.shape)
+    return X.clip(0, 255).astype(np.uint8), np.repeat([0, 1], 8)
+
+
+def test_fine_tuning_unfreezes_the_top_blocks_and_the_final_norm(presets, two_themes):
+    X, y = two_themes
+    clf = FineTunedClassifier(
+        "dinov2_with_registers_small",
+        weights=presets["dinov2_with_registers_small"],
+        input_size=56,
+        unfreeze=1,
+        head_epochs=3,
+        finetune_epochs=1,
+        validation_fraction=None,
+        random_state=0,
+    ).fit(X, y)
+    unfrozen = clf.unfrozen_layers_
+    # The top block (of two) inside the encoder layer, and the final norm.
+    assert len(unfrozen) == 2 and unfrozen[0].endswith("encoder/layers_1") and unfrozen[1].endswith("layernorm")
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_allclose(restored.predict_proba(X), clf.predict_proba(X), rtol=0, atol=1e-6)
+
+
+def test_grid_search_over_backbones_of_both_families(presets, two_themes):
+    X, y = two_themes
+    pipe = make_pipeline(PretrainedFeatureTransformer("mobilenet_v3_small", weights=None, input_size=56), LogisticRegression())
+    grid = GridSearchCV(
+        pipe,
+        [
+            {"pretrainedfeaturetransformer__backbone": ["mobilenet_v3_small"]},
+            {
+                "pretrainedfeaturetransformer__backbone": ["dinov2_with_registers_small"],
+                "pretrainedfeaturetransformer__weights": [presets["dinov2_with_registers_small"]],
+            },
+        ],
+        cv=2,
+    ).fit(X, y)
+    assert len(grid.cv_results_["mean_test_score"]) == 2
+    assert clone(grid.best_estimator_).get_params()["pretrainedfeaturetransformer__backbone"]
+
+
+def test_a_preset_of_another_architecture_or_scaling_is_refused(presets, tmp_path):
+    with pytest.raises(ValueError, match="CLIPBackbone, not the DINOV2Backbone"):
+        PretrainedFeatureTransformer("dinov2_small", weights=presets["clip_vit_base_patch32"], input_size=56).fit(None)
+    write_preset(tmp_path, "dinov2_small", 56, scale=[1 / 255] * 3, offset=[0.0] * 3)
+    with pytest.raises(ValueError, match="image converter"):
+        PretrainedFeatureTransformer("dinov2_small", weights=tmp_path, input_size=56).fit(None)
+    with pytest.raises(FileNotFoundError, match="KerasHub preset directory"):
+        PretrainedFeatureTransformer("dinov2_small", weights=tmp_path / "missing", input_size=56).fit(None)
+
+
+def test_without_keras_hub_the_error_says_how_to_install_it():
+    script = (
+        "import sys; sys.modules['keras_hub'] = None\n"
+        "import skptm\n"
+        "try:\n"
+        "    skptm.PretrainedFeatureTransformer('dinov2_small', weights=None).fit(None)\n"
+        "except ImportError as exc:\n"
+        "    print('MESSAGE:' + str(exc))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "pip install 'skptm[hub]'" in out.stdout.split("MESSAGE:", 1)[-1]
+
+
+def test_offline_the_error_names_the_cache_and_the_way_out(tmp_path):
+    env = {
+        **os.environ,
+        **dict.fromkeys(("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"), "http://127.0.0.1:9"),
+        "KAGGLEHUB_CACHE": str(tmp_path),
+    }
+    script = (
+        "import skptm\n"
+        "try:\n"
+        "    skptm.PretrainedFeatureTransformer('dinov2_small').fit(None)\n"
+        "except skptm.WeightsUnavailableError as exc:\n"
+        "    print('MESSAGE:' + str(exc))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=180)
+    message = out.stdout.split("MESSAGE:", 1)[-1]
+    assert str(tmp_path) in message and "KAGGLEHUB_CACHE" in message, out.stdout + out.stderr
+    assert "skptm.fetch_weights(['dinov2_small'])" in message and "weights='<folder>'" in message
+
+
+@pytest.mark.exhaustive
+@pytest.mark.parametrize("spec", [s for s in backbone_specs() if s.is_hub], ids=lambda s: s.name)
+def test_every_transformer_of_the_registry_builds_with_its_feature_size(spec):
+    from skptm.networks import clear_network_cache
+
+    network = PretrainedFeatureTransformer(spec.name, weights=None)._network()
+    assert network.n_features == spec.feature_size and network.input_size == (spec.input_size,) * 2
+    clear_network_cache()
