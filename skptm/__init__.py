@@ -13,6 +13,7 @@ from ._disk_caches import clear_disk_caches, disk_cache_usage
 from ._explain import explain
 from ._regressor import FineTunedRegressor
 from ._transformer import PretrainedFeatureTransformer
+from ._zeroshot import ZeroShotClassifier
 from .datasets import load_image_folder
 from .exceptions import (
     CalibrationWarning,
@@ -61,6 +62,7 @@ __all__ = [
     "OpenVINOCacheWarning",
     "PretrainedFeatureTransformer",
     "WeightsUnavailableError",
+    "ZeroShotClassifier",
     "calibrate",
     "clear_disk_caches",
     "clear_network_cache",

@@ -188,6 +188,15 @@ def get_backbone_spec(name: str) -> BackboneSpec:
     return spec
 
 
+def available_backbones() -> list[str]:
+    """Names of the registered networks this environment can build: all 40 of
+    ``keras.applications``, and KerasHub's where keras-hub is installed."""
+    import importlib.util
+
+    hub = importlib.util.find_spec("keras_hub") is not None
+    return [spec.name for spec in _SPECS if hub or not spec.is_hub]
+
+
 def backbone_specs() -> tuple[BackboneSpec, ...]:
     """All registered backbones, in the table's order."""
     return _SPECS

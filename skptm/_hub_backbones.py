@@ -27,6 +27,7 @@ def import_keras_hub():
             f"package, an optional extra of skptm: {INSTALL_HINT}"
         ) from exc
 
+
 #: What each architecture family is, for the listing and the docs.
 HUB_ARCHITECTURES = {
     "dinov2": "DINOv2 (Meta, 2023): self-supervised ViT; class token, registers optional",

@@ -23,8 +23,6 @@ import keras
 from .networks.hub import BLOCK_CLASSES, BLOCK_CONTAINERS
 
 
-
-
 def leaf_layers(model, prefix=""):
     """``(path, layer)`` for every layer of ``model`` that is not a model, in order."""
     for layer in _children(model):

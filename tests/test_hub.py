@@ -136,9 +136,7 @@ def test_features_equal_keras_hub_by_hand_on_real_photos(name, presets, photos):
     converter = keras_hub.layers.ImageConverter.from_preset(str(folder))
     backbone = keras_hub.models.Backbone.from_preset(str(folder))
     scaled = converter(images.astype("float32"))
-    if name.startswith("clip"):
-        expected = backbone.get_vision_embeddings(scaled)
-    elif name.startswith("siglip"):
+    if name.startswith(("clip", "siglip")):
         expected = backbone.get_vision_embeddings(scaled)
     else:
         tokens = np.asarray(backbone(scaled if name.startswith("vit") else {backbone.inputs[0].name: scaled}))
@@ -180,7 +178,9 @@ def test_names_pooling_and_layers(presets, photos):
     cls = PretrainedFeatureTransformer("dinov2_with_registers_small", pooling="cls", **kwargs).fit(photos)
     both = PretrainedFeatureTransformer("dinov2_with_registers_small", pooling="cls+avg", **kwargs).fit(photos)
     names = both.get_feature_names_out()
-    assert names[0] == "dinov2_with_registers_small_cls_0" and names[-1] == f"dinov2_with_registers_small_avg_{WIDTH - 1}"
+    assert (
+        names[0] == "dinov2_with_registers_small_cls_0" and names[-1] == f"dinov2_with_registers_small_avg_{WIDTH - 1}"
+    )
     np.testing.assert_array_equal(both.transform(photos)[:, :WIDTH], cls.transform(photos))
     stage = PretrainedFeatureTransformer("dinov2_with_registers_small", layer="stage1", **kwargs).fit(photos)
     assert stage.transform(photos).shape == (len(photos), WIDTH)
@@ -227,7 +227,9 @@ def test_fine_tuning_unfreezes_the_top_blocks_and_the_final_norm(presets, two_th
 
 def test_grid_search_over_backbones_of_both_families(presets, two_themes):
     X, y = two_themes
-    pipe = make_pipeline(PretrainedFeatureTransformer("mobilenet_v3_small", weights=None, input_size=56), LogisticRegression())
+    pipe = make_pipeline(
+        PretrainedFeatureTransformer("mobilenet_v3_small", weights=None, input_size=56), LogisticRegression()
+    )
     grid = GridSearchCV(
         pipe,
         [

@@ -28,13 +28,35 @@ def add_parser(subparsers):
             "Load a model written by 'skptm train' (or skptm.save) and write, for every "
             "image, its predicted label and one probability per class, as CSV: "
             "path,label,proba_<class>..., one row per image in input order. Needs skops: "
-            'pip install "skptm[skops]".'
+            'pip install "skptm[skops]". With --classes, no model: the images are classified '
+            "zero-shot by class names with an image-text backbone (CLIP, SigLIP; needs "
+            'pip install "skptm[hub]").'
         ),
-        epilog=examples("skptm predict model.skops new_photos/ -o predictions.csv"),
+        epilog=examples(
+            "skptm predict model.skops new_photos/ -o predictions.csv",
+            "skptm predict --classes cat,dog,bird photos/ -o predictions.csv",
+        ),
         formatter_class=HelpFormatter,
     )
-    command.add_argument("model", metavar="MODEL", help="a model file written by 'skptm train'")
-    command.add_argument("source", metavar="SRC", help=SOURCE_HELP)
+    command.add_argument("model", metavar="MODEL", help="a model file written by 'skptm train' (not with --classes)")
+    command.add_argument("source", metavar="SRC", nargs="?", help=SOURCE_HELP)
+    command.add_argument(
+        "--classes",
+        metavar="NAMES",
+        help="comma-separated class names for zero-shot classification (then SRC is the only "
+        "positional argument): skptm.ZeroShotClassifier",
+    )
+    command.add_argument(
+        "--backbone",
+        default="clip_vit_base_patch32",
+        help="with --classes: the image-text backbone (CLIP or SigLIP) (default: %(default)s)",
+    )
+    command.add_argument(
+        "--weights",
+        default="imagenet",
+        help="with --classes: 'imagenet' (the preset's weights) or a local KerasHub preset folder "
+        "(default: %(default)s)",
+    )
     command.add_argument("-o", "--output", metavar="OUT", required=True, help="the CSV file to write")
     add_batch_options(command)
     add_on_error_option(command)
@@ -45,11 +67,18 @@ def add_parser(subparsers):
 def run(args, parser):
     """Predict the images of ``args.source`` with ``args.model``; write the CSV."""
     output = Path(args.output)
-    require("skops", "reading and writing models", 'pip install "skptm[skops]"')
     if not output.parent.is_dir():
         raise UserError(f"the output's folder does not exist: {str(output.parent)!r}")
-    if not Path(args.model).is_file():
-        raise FileNotFoundError(2, "No such model file", str(args.model))
+    if args.classes is not None:
+        if args.source is not None:
+            raise UserError("with --classes there is no model: give only the images (SRC)")
+        args.source = args.model
+    else:
+        require("skops", "reading and writing models", 'pip install "skptm[skops]"')
+        if args.source is None:
+            raise UserError("give a model file and the images (MODEL SRC), or --classes and the images")
+        if not Path(args.model).is_file():
+            raise FileNotFoundError(2, "No such model file", str(args.model))
     paths = collect("predict", args.source)
     if paths is None:
         return 2
@@ -57,8 +86,11 @@ def run(args, parser):
     start_tensorflow()
     from .._writers import write_predictions
 
-    model = load_classifier(args.model)
-    model.set_params(**params_for(model, args))
+    model = _zero_shot(args) if args.classes is not None else load_classifier(args.model)
+    params = params_for(model, args)
+    for chosen_by_the_model in ("classes", "backbone", "weights"):  # zero-shot options, set above
+        params.pop(chosen_by_the_model, None)
+    model.set_params(**params)
     with naming_unreadable_ourselves():
         proba = model.predict_proba(paths)
     labels = write_predictions(output, paths, list(model.classes_), proba)
@@ -73,3 +105,10 @@ def run(args, parser):
         counts = ", ".join(f"{c}: {sum(label == c for label in labels)}" for c in model.classes_)
         print(f"skptm predict: wrote {len(paths)} predictions ({counts}) to {output}", file=sys.stderr)
     return 0
+
+
+def _zero_shot(args):
+    from .._zeroshot import ZeroShotClassifier
+
+    classes = [name.strip() for name in args.classes.split(",") if name.strip()]
+    return ZeroShotClassifier(args.backbone, classes=classes, weights=args.weights).fit(None)

@@ -265,11 +265,11 @@ def calibrate(backbones=None, *, weights="imagenet", input_size=None, force=Fals
     """
     from tqdm.auto import tqdm
 
-    from .._backbones import get_backbone_spec, list_backbones
+    from .._backbones import available_backbones, get_backbone_spec
     from ..networks import as_size
 
     if backbones is None:
-        backbones = [backbone["name"] for backbone in list_backbones()]
+        backbones = available_backbones()
     elif isinstance(backbones, str):
         backbones = [backbones]
     specs = [get_backbone_spec(name) for name in backbones]  # every name checked first

@@ -1,7 +1,9 @@
 """Every network skptm runs, assembled in one place and cached per process.
 
 * :mod:`.layers`: the layers around a backbone (preprocessing, pooling);
-* :mod:`.weights`: building a backbone with its weights, offline messages;
+* :mod:`.weights`: building a ``keras.applications`` backbone with its
+  weights, offline messages; :mod:`.hub`: KerasHub's transformers;
+  :mod:`.building`: either, and ``fetch_weights``;
 * :mod:`.fingerprints`: content keys of weights and models;
 * :mod:`.assembly`: :func:`~.assembly.assemble`, the one function that builds
   a network from a :class:`Blueprint`: a feature network, or the fine-tuning
@@ -15,11 +17,12 @@ here and never assemble one themselves.
 """
 
 from .assembly import LIGHT_AUGMENTATION, TrainedModel, as_size, assemble, describe, feature_names, make_augmentation
+from .building import build_backbone, fetch_weights
 from .cache import NETWORKS, backbone_takes_table, cache_info, clear_network_cache, get_feature_network
 from .description import Blueprint, FeatureNetwork
 from .fingerprints import base_fingerprint, fingerprint, model_identity
 from .layers import FixedAffine, ImagePreprocessing, get_layer, global_pool, quiet_retracing_warnings, set_affine
-from .weights import RANDOM_WEIGHTS_SEED, fetch_weights, private_copy, reinitialize_random_weights
+from .weights import RANDOM_WEIGHTS_SEED, private_copy, reinitialize_random_weights
 
 __all__ = [
     "LIGHT_AUGMENTATION",
@@ -32,6 +35,7 @@ __all__ = [
     "make_augmentation",
     "set_affine",
     "RANDOM_WEIGHTS_SEED",
+    "build_backbone",
     "FeatureNetwork",
     "ImagePreprocessing",
     "as_size",

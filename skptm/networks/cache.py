@@ -25,10 +25,10 @@ from .. import _threads
 from .._backbones import get_backbone_spec
 from .._tta import parse_tta
 from .assembly import as_size, assemble, describe
+from .building import build_backbone
 from .fingerprints import model_identity
 from .hub import hub_input_size
 from .precision import dtype_policy_scope, with_precision
-from .weights import build_base
 
 MAX_CACHED_BACKBONES = 8
 
@@ -127,7 +127,7 @@ class NetworkCache:
         _threads.configure_tensorflow()
         if precision == "float32":
             with dtype_policy_scope("float32"):
-                base = build_base(backbone, spec, weights, as_size(input_size))
+                base = build_backbone(backbone, spec, weights, as_size(input_size))
         else:
             float32_key = (*base_key[:-1], "float32")
             with self._build_lock(float32_key):

@@ -26,6 +26,8 @@ from __future__ import annotations
 import importlib
 import os
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -76,9 +78,7 @@ def hub_input_size(spec, input_size):
             )
         return native
     if height != width:
-        raise ValueError(
-            f"Backbone {spec.name!r} (KerasHub) takes square images. Received: input_size={input_size}"
-        )
+        raise ValueError(f"Backbone {spec.name!r} (KerasHub) takes square images. Received: input_size={input_size}")
     patch = spec.patch_size
     side = max(patch, int(round(height / patch)) * patch)
     return (side, side)
@@ -267,3 +267,57 @@ def reinitialize_hub_weights(model, name, std=0.02) -> None:
             seed = zlib.crc32(f"{RANDOM_WEIGHTS_SEED}/{name}/{index}/{variable.path}".encode())
             fresh = keras.random.truncated_normal(tuple(variable.shape), stddev=std, seed=seed)
             variable.assign(keras.ops.cast(fresh, variable.dtype))
+
+
+#: The KerasHub preprocessor (tokenizer and packing) of each image-text family.
+TEXT_PREPROCESSORS = {"clip": "CLIPPreprocessor", "siglip": "SigLIPPreprocessor"}
+
+
+@dataclass(frozen=True)
+class TextTower:
+    """An image-text model's text side: prompts to embeddings, and its logit calibration."""
+
+    embed: Callable  # list of str -> (n, embedding size) array
+    logit_scale: float
+    logit_bias: float
+    calibration: str  # "softmax" (CLIP) or "sigmoid" (SigLIP)
+
+
+def text_tower(name, weights) -> TextTower:
+    """The text tower of the image-text backbone ``name`` (CLIP or SigLIP), with
+    its preset's tokenizer, and the temperature (and bias) of its image-text head."""
+    from .._backbones import get_backbone_spec
+
+    spec = get_backbone_spec(name)
+    if spec.architecture not in TEXT_PREPROCESSORS:
+        image_text = sorted(s for s in TEXT_PREPROCESSORS)
+        raise ValueError(
+            f"Zero-shot classification needs an image-text backbone ({', '.join(image_text)} families of "
+            f"skptm.list_backbones()); {spec.name!r} has no text tower. Received: backbone={name!r}"
+        )
+    if weights is None:
+        raise ValueError(
+            "Zero-shot classification needs trained towers: random weights name nothing. Pass "
+            "weights='imagenet' (the preset) or a local preset directory. Received: weights=None"
+        )
+    hub = keras_hub()
+    source = spec.name if weights == "imagenet" else _check_preset_directory(weights, spec)
+    try:
+        backbone = hub.models.Backbone.from_preset(source)
+        preprocessor = getattr(hub.models, TEXT_PREPROCESSORS[spec.architecture]).from_preset(source)
+    except Exception as exc:
+        if source == spec.name and _is_download_failure(exc):
+            raise WeightsUnavailableError(offline_message(spec, exc)) from exc
+        raise
+    _check_preset(spec, source, backbone)
+    head = backbone.clip_head if spec.architecture == "clip" else backbone.siglip_head
+    scale = float(np.exp(keras.ops.convert_to_numpy(head.logit_scale)))
+    bias = float(keras.ops.convert_to_numpy(head.logit_bias)) if spec.architecture == "siglip" else 0.0
+
+    def embed(prompts):
+        packed = preprocessor({"images": None, "prompts": list(prompts)})
+        packed = packed[0] if isinstance(packed, tuple) else packed
+        return keras.ops.convert_to_numpy(backbone.get_text_embeddings(packed["token_ids"]))
+
+    calibration = "softmax" if spec.architecture == "clip" else "sigmoid"
+    return TextTower(embed, scale, bias, calibration)

@@ -9,10 +9,9 @@ import zlib
 
 import keras
 
-from .._backbones import BackboneSpec, get_backbone_spec
+from .._backbones import BackboneSpec
 from .._compat import PARTIAL_LOAD_MESSAGE, all_layers, downloaded_file_name, is_download_failure, keras_home
 from ..exceptions import WeightsUnavailableError
-from .precision import dtype_policy_scope
 
 #: The seed of ``weights=None``: random initialisation is the same in every
 #: process, so an unpickled or cloned estimator computes the same features.
@@ -65,10 +64,6 @@ def build_base(backbone, spec, weights, input_size):
     ``spec`` is the registry entry of a named backbone (``None`` for a
     custom one), ``input_size`` a ``(height, width)`` tuple or ``None``.
     """
-    if spec is not None and spec.is_hub:
-        from .hub import build_hub_base
-
-        return build_hub_base(spec, weights, input_size)
     if spec is not None:
         return _build_application(spec, weights, input_size)
     return _build_custom(backbone, weights)
@@ -208,60 +203,3 @@ def _damaged_message(spec, files, exc):
         "on a machine with internet access (then copy it into this cache if this one is "
         "offline)."
     )
-
-
-def fetch_weights(names=None, *, verbose=1) -> str:
-    """Download ImageNet weights into Keras's cache ahead of time.
-
-    For a cluster without internet access or a container build: run this
-    where there is a network, then ship the cache folder (``~/.keras/models``,
-    or ``$KERAS_HOME/models``) with the machines or the image. The files come
-    through Keras's own download, which checks each file's hash where Keras
-    has one, and are the very files ``weights="imagenet"`` then reads.
-
-    Parameters
-    ----------
-    names : str, list of str or None, default=None
-        Backbone names (see :func:`skptm.list_backbones`); ``None`` fetches
-        every network of the registry (several GB).
-    verbose : int, default=1
-        ``1`` shows a progress bar over the networks.
-
-    Returns
-    -------
-    folder : str
-        Keras's weights cache folder, which now holds the files.
-
-    Raises
-    ------
-    WeightsUnavailableError
-        Offline, or with a damaged file in the cache (named in the message).
-
-    Notes
-    -----
-    Weights without their classification top are fetched at each network's
-    native input size. The MobileNet families have a separate file per input
-    size: for another size, run one ``transform`` at that size where there is
-    a network (Keras downloads that file into the same cache), or copy it.
-
-    Examples
-    --------
-    >>> import skptm
-    >>> skptm.fetch_weights(["resnet50", "mobilenet_v2"])  # doctest: +SKIP
-    '/home/me/.keras/models'
-    """
-    from tqdm.auto import tqdm
-
-    from .._backbones import list_backbones
-
-    if names is None:
-        names = [backbone["name"] for backbone in list_backbones()]
-    elif isinstance(names, str):
-        names = [names]
-    specs = [get_backbone_spec(name) for name in names]  # every name checked before any download
-    with tqdm(specs, unit=" networks", disable=not verbose) as progress:
-        for spec in progress:
-            progress.set_postfix_str(spec.name)
-            with dtype_policy_scope("float32"):
-                _build_application(spec, "imagenet", None)
-    return os.path.join(keras_home(), "models")

@@ -1,0 +1,131 @@
+"""ZeroShotClassifier on a small CLIP preset written here: both towers from a
+small configuration, and a tokenizer from a vocabulary the test writes, saved
+with KerasHub's save_to_preset and loaded through the public API."""
+
+import string
+
+import numpy as np
+import pytest
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+
+import skptm
+from skptm import ZeroShotClassifier
+
+keras_hub = pytest.importorskip("keras_hub")
+
+
+def clip_vocabulary():
+    letters = list(string.ascii_lowercase) + list(".,'")
+    vocabulary = {c: i for i, c in enumerate(letters)}
+    vocabulary.update({c + "</w>": len(letters) + i for i, c in enumerate(letters)})
+    merges = ["c a", "ca t</w>", "d o", "do g</w>"]
+    for merge in merges:
+        vocabulary[merge.replace(" ", "")] = len(vocabulary)
+    # The end token has the highest id: CLIP's text pooler looks for it so.
+    vocabulary["<|startoftext|>"] = len(vocabulary)
+    vocabulary["<|endoftext|>"] = len(vocabulary)
+    return vocabulary, merges
+
+
+@pytest.fixture(scope="module")
+def clip_preset(tmp_path_factory):
+    models = keras_hub.models
+    vocabulary, merges = clip_vocabulary()
+    block = {"num_layers": 2, "num_heads": 2, "intermediate_dim": 64}
+    vision = models.CLIPVisionEncoder(patch_size=32, hidden_dim=32, image_shape=(224, 224, 3), **block)
+    text = models.CLIPTextEncoder(
+        vocabulary_size=len(vocabulary), embedding_dim=32, hidden_dim=32, max_sequence_length=16, **block
+    )
+    folder = tmp_path_factory.mktemp("clip")
+    models.CLIPBackbone(vision, text, projection_dim=16).save_to_preset(str(folder))
+    tokenizer = models.CLIPTokenizer(vocabulary=vocabulary, merges=merges)
+    models.CLIPPreprocessor(tokenizer, sequence_length=16).save_to_preset(str(folder))
+    keras_hub.layers.ImageConverter(
+        image_size=(224, 224),
+        scale=[1 / (255 * s) for s in (0.26862954, 0.26130258, 0.27577711)],
+        offset=[-m / s for m, s in zip((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))],
+    ).save_to_preset(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 255, (6, 224, 224, 3)).astype(np.uint8)
+
+
+def test_zero_shot_equals_the_clip_head_by_hand(clip_preset, images):
+    """Prototypes from prompts, softmax of the temperature-scaled cosine: what
+    KerasHub's CLIP computes with the same prompts, one template."""
+    clf = ZeroShotClassifier("clip_vit_base_patch32", weights=clip_preset, classes=["cat", "dog"], templates=["{}"])
+    probabilities = clf.fit(None).predict_proba(images)
+    backbone = keras_hub.models.Backbone.from_preset(str(clip_preset))
+    preprocessor = keras_hub.models.CLIPPreprocessor.from_preset(str(clip_preset))
+    converter = keras_hub.layers.ImageConverter.from_preset(str(clip_preset))
+    tokens = preprocessor({"images": None, "prompts": ["cat", "dog"]})["token_ids"]
+    logits = backbone({"images": converter(images.astype("float32")), "token_ids": tokens})["vision_logits"]
+    logits = np.asarray(logits)
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-4, atol=1e-5)
+    assert clf.calibration_ == "softmax" and list(clf.classes_) == ["cat", "dog"]
+    assert clf.predict(images).tolist() == np.asarray(["cat", "dog"])[expected.argmax(1)].tolist()
+
+
+def test_labelled_images_pull_the_prototypes_towards_them(clip_preset, images):
+    y = np.array(["cat", "dog"] * 3)
+    text_only = ZeroShotClassifier("clip_vit_base_patch32", weights=clip_preset).fit(images, y)
+    blended = ZeroShotClassifier("clip_vit_base_patch32", weights=clip_preset, image_weight=1.0).fit(images, y)
+    assert list(text_only.classes_) == ["cat", "dog"]
+    assert not np.allclose(text_only.prototypes_, blended.prototypes_)
+    np.testing.assert_allclose(np.linalg.norm(blended.prototypes_, axis=1), 1, rtol=1e-5)
+    scores = cross_val_score(
+        make_pipeline(ZeroShotClassifier("clip_vit_base_patch32", weights=clip_preset, image_weight=0.5)),
+        images,
+        y,
+        cv=3,
+    )
+    assert scores.shape == (3,)
+
+
+def test_bad_uses_are_named(clip_preset):
+    with pytest.raises(ValueError, match="no text tower"):
+        ZeroShotClassifier("dinov2_small", classes=["a", "b"]).fit(None)
+    with pytest.raises(ValueError, match="Name the classes"):
+        ZeroShotClassifier("clip_vit_base_patch32", weights=clip_preset).fit(None)
+    with pytest.raises(ValueError, match="one '\\{\\}'"):
+        ZeroShotClassifier("clip_vit_base_patch32", weights=clip_preset, classes=["a", "b"], templates=["x"]).fit(None)
+    with pytest.raises(ValueError, match="not in classes"):
+        ZeroShotClassifier("clip_vit_base_patch32", weights=clip_preset, classes=["cat", "dog"]).fit(
+            np.zeros((1, 8, 8, 3), np.uint8), ["bird"]
+        )
+
+
+def test_predict_from_the_command_line_with_classes(clip_preset, tmp_path, capsys):
+    from PIL import Image
+
+    from skptm.cli import main
+
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3)).astype(np.uint8)).save(tmp_path / f"img{i}.png")
+    out = tmp_path / "labels.csv"
+    code = main(
+        [
+            "predict",
+            "--classes",
+            "cat,dog",
+            "--backbone",
+            "clip_vit_base_patch32",
+            "--weights",
+            str(clip_preset),
+            str(tmp_path),
+            "--output",
+            str(out),
+        ]
+    )
+    assert code == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == 4 and all(line.split(",")[-3] in ("cat", "dog") for line in lines[1:]), lines
+    assert skptm.ZeroShotClassifier is ZeroShotClassifier
