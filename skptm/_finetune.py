@@ -40,6 +40,7 @@ from sklearn.utils import check_random_state
 from ._batches import ItemSource, decode_once, default_n_threads
 from ._features import extract_features, make_source
 from ._heads import HEAD_PATIENCE, build_head, fit_linear_probe, set_standardization
+from ._layer_decay import LayerDecayAdam, learning_rate_multipliers
 from ._unfreeze import select_unfrozen, set_trainable
 from .engines import get_engine, prepare
 from .engines.decision import choose
@@ -273,9 +274,13 @@ class _Session:
         with quiet_retracing_warnings():
             return model.evaluate(self.batches(inputs, indices, False), verbose=0, return_dict=True)
 
-    def fit(self, name, trainee, inputs, epochs, learning_rate, keep_best) -> None:
-        """Compile ``trainee`` and train it on ``inputs``; record phase ``name``."""
-        optimizer = keras.optimizers.Adam(learning_rate)
+    def fit(self, name, trainee, inputs, epochs, learning_rate, keep_best, multipliers=None) -> None:
+        """Compile ``trainee`` and train it on ``inputs``; record phase ``name``.
+
+        ``multipliers``: ``{id(variable): factor}`` of the learning rate
+        (layer-wise decay), or ``None``.
+        """
+        optimizer = LayerDecayAdam(learning_rate, multipliers) if multipliers else keras.optimizers.Adam(learning_rate)
         if self.network.precision == "float16":  # float16 gradients underflow without it
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         trainee.compile(optimizer=optimizer, loss=self.task.loss, metrics=metric_objects(self.task.metrics))
@@ -339,7 +344,9 @@ def _fine_tune(session: _Session, trained: TrainedModel, source, features) -> No
     set_trainable(trained.base, trained.unfrozen)
     steps_per_epoch = -(-len(session.train_idx) // params["batch_size"])
     schedule = warmup_cosine(params["finetune_learning_rate"], params["finetune_epochs"], steps_per_epoch)
-    session.fit("finetune", trained.trainee, source, params["finetune_epochs"], schedule, keep_best)
+    decay = params.get("layer_decay")
+    multipliers = learning_rate_multipliers(trained.base, trained.unfrozen, decay) if decay else None
+    session.fit("finetune", trained.trainee, source, params["finetune_epochs"], schedule, keep_best, multipliers)
     set_trainable(trained.base, ())
 
 

@@ -85,6 +85,15 @@ PARAMETERS_DOC = """
     finetune_epochs : int, default=10
         Maximum epochs of phase 2; ``0`` skips it.
 
+    layer_decay : float in (0, 1] or None, default=None
+        Layer-wise learning-rate decay in phase 2: the head and the layers
+        above the top unfrozen block learn at ``finetune_learning_rate``, the
+        top block at ``layer_decay`` times it, the next at its square, and so
+        on down (the fine-tuning recipe of BEiT and DINOv2; 0.65 to 0.9 are
+        usual for vision transformers). A block is a transformer block for
+        the KerasHub backbones, a weighted layer otherwise. ``None``: every
+        unfrozen layer at the same rate.
+
     augment : None, "light" or keras layer, default=None
         Data augmentation, applied only while fine-tuning (phase 2; phase 1
         fits the head on the un-augmented features): ``"light"`` is a
@@ -256,6 +265,7 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         "head_epochs": [Interval(Integral, 0, None, closed="left")],
         "unfreeze": [Interval(Integral, 0, None, closed="left"), str],
         "finetune_learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "layer_decay": [Interval(Real, 0, 1, closed="right"), None],
         "finetune_epochs": [Interval(Integral, 0, None, closed="left")],
         "augment": [StrOptions({"light"}), callable, None],
         "tta": [str, list, tuple, None],
@@ -289,6 +299,7 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         unfreeze=8,
         finetune_learning_rate=1e-4,
         finetune_epochs=10,
+        layer_decay=None,
         augment=None,
         tta=None,
         validation_fraction=None,
@@ -318,6 +329,7 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         self.unfreeze = unfreeze
         self.finetune_learning_rate = finetune_learning_rate
         self.finetune_epochs = finetune_epochs
+        self.layer_decay = layer_decay
         self.augment = augment
         self.tta = tta
         self.validation_fraction = validation_fraction
@@ -494,6 +506,7 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
 
     def __setstate__(self, state):
         state.setdefault("tta", None)  # pickled before tta existed
+        state.setdefault("layer_decay", None)  # pickled before layer_decay existed
         trained_state = state.pop("_trained_state", None)
         super().__setstate__(state)
         if trained_state is not None:

@@ -295,3 +295,81 @@ def test_every_transformer_of_the_registry_builds_with_its_feature_size(spec):
     network = PretrainedFeatureTransformer(spec.name, weights=None)._network()
     assert network.n_features == spec.feature_size and network.input_size == (spec.input_size,) * 2
     clear_network_cache()
+
+
+def test_layer_decay_slows_the_lower_blocks(presets, two_themes):
+    """With layer-wise decay, the final norm learns at the full rate, the top
+    block at ``d`` times it and the block below at ``d**2``: the lower the
+    block, the less it moves."""
+    from skptm._layer_decay import learning_rate_multipliers
+    from skptm._unfreeze import layer_at
+
+    X, y = two_themes
+    params = {
+        "weights": presets["dinov2_with_registers_small"],
+        "input_size": 56,
+        "unfreeze": 2,
+        "head_epochs": 3,
+        "finetune_epochs": 2,
+        "finetune_learning_rate": 1e-2,
+        "validation_fraction": None,
+        "random_state": 0,
+    }
+    before = PretrainedFeatureTransformer("dinov2_with_registers_small", weights=params["weights"], input_size=56)
+    base = before._network().base
+    clf = FineTunedClassifier("dinov2_with_registers_small", layer_decay=1e-3, **params).fit(X, y)
+    top, lower, norm = (clf.unfrozen_layers_[i] for i in (1, 0, 2))
+    multipliers = learning_rate_multipliers(clf._trained.base, clf._trained.unfrozen, 0.5)
+    factors = {
+        path: {multipliers[id(v)] for v in layer_at(clf._trained.base, path).weights} for path in (top, lower, norm)
+    }
+    assert factors == {norm: {1.0}, top: {0.5}, lower: {0.25}}
+
+    def moved(path):
+        trained = layer_at(clf._trained.base, path).get_weights()
+        original = layer_at(base, path).get_weights()
+        return max(np.abs(a - b).max() for a, b in zip(trained, original, strict=True))
+
+    assert moved(norm) > 1e-3
+    assert moved(lower) < 1e-5 * moved(norm) + 1e-7
+    assert moved(top) < moved(norm)
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=() if n.startswith("dinov2") else pytest.mark.exhaustive) for n in SMALL]
+)
+def test_openvino_runs_the_transformers_as_tensorflow_does(name, presets, photos):
+    pytest.importorskip("openvino")
+    size = SMALL[name]
+    images = np.stack([_resized(p, size) for p in photos])
+    features = {
+        engine: PretrainedFeatureTransformer(
+            name, weights=presets[name], input_size=size, engine=engine, precision="float32"
+        ).fit_transform(images)
+        for engine in ("tensorflow", "openvino")
+    }
+    a, b = features["tensorflow"], features["openvino"]
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() >= 0.99999, cosine
+
+
+def test_a_fine_tuned_transformer_saves_slim_with_skops(presets, two_themes, tmp_path):
+    pytest.importorskip("skops")
+    X, y = two_themes
+    clf = FineTunedClassifier(
+        "dinov2_with_registers_small",
+        weights=presets["dinov2_with_registers_small"],
+        input_size=56,
+        unfreeze=1,
+        head_epochs=3,
+        finetune_epochs=1,
+        precision="bfloat16",
+        random_state=0,
+    ).fit(X, y)
+    path = tmp_path / "model.skops"
+    skptm.save(clf, path)
+    restored = skptm.load(path)
+    np.testing.assert_allclose(restored.predict_proba(X), clf.predict_proba(X), rtol=0, atol=1e-6)
+    # Slim: the unfrozen block, the final norm and the head, not the backbone.
+    backbone_bytes = sum(w.nbytes for w in clf._trained.base.get_weights())
+    assert path.stat().st_size < backbone_bytes
