@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
-from ._hub_backbones import HUB_CLASSES, HUB_TABLE, import_keras_hub
+from ._hub_backbones import HUB_CLASSES, HUB_TABLE, import_keras_hub, is_preset_reference, preset_description
 
 #: How each family of networks expects its input to be scaled. Every network
 #: skptm builds takes raw RGB in 0-255 and applies its family's step inside.
@@ -68,6 +68,13 @@ class BackboneSpec:
     licence: str = "Apache-2.0"
     architecture: str | None = None
     config: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+    preset: str | None = None
+
+    @property
+    def source_preset(self) -> str:
+        """What KerasHub loads for ``weights="imagenet"``: the registry's preset
+        name, or the handle or folder the user named."""
+        return self.preset or self.name
 
     @property
     def is_hub(self) -> bool:
@@ -172,6 +179,8 @@ def get_backbone_spec(name: str) -> BackboneSpec:
     """
     if not isinstance(name, str):
         raise TypeError(f"A backbone name must be a string. Received: backbone={name!r}")
+    if is_preset_reference(name):
+        return _preset_spec(name)
     spec = _BY_KEY.get(_normalize(name))
     if spec is None:
         candidates = {spec.name: spec for spec in _SPECS}
@@ -186,6 +195,60 @@ def get_backbone_spec(name: str) -> BackboneSpec:
             f"is accepted too. Received: backbone={name!r}"
         )
     return spec
+
+
+def _preset_spec(preset) -> BackboneSpec:
+    """The registry entry of a KerasHub preset named by handle or folder."""
+    description = preset_description(preset)
+    family = description["family"]
+    preprocessing = _family_of(description["scale_offset"])
+    if preprocessing is None:
+        raise ValueError(
+            f"The image converter of KerasHub preset {preset!r} scales images as no family skptm knows "
+            f"({description['scale_offset']}), or the preset has none: skptm cannot put its preprocessing "
+            "inside the network. Received: backbone={preset!r}"
+        )
+    return BackboneSpec(
+        description["name"],
+        description["keras_name"],
+        preprocessing,
+        description["input_size"],
+        description["feature_size"],
+        KERAS_HUB,
+        "the preset's own (see its model card)",
+        family,
+        description["config"],
+        preset=preset,
+    )
+
+
+#: Per-channel (scale, offset) of each family on 0-255 input: x * scale + offset.
+FAMILY_AFFINE = {
+    "tf": ((1 / 127.5,) * 3, (-1.0,) * 3),
+    "torch": (
+        tuple(1 / (255 * s) for s in (0.229, 0.224, 0.225)),
+        tuple(-m / s for m, s in zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), strict=True)),
+    ),
+    "clip": (
+        tuple(1 / (255 * s) for s in (0.26862954, 0.26130258, 0.27577711)),
+        tuple(
+            -m / s
+            for m, s in zip((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711), strict=True)
+        ),
+    ),
+}
+
+
+def _family_of(scale_offset):
+    if scale_offset is None or None in scale_offset:
+        return None
+    scale, offset = ([float(v)] * 3 if not isinstance(v, list) else [float(x) for x in v] for v in scale_offset)
+    for family, (theirs_scale, theirs_offset) in FAMILY_AFFINE.items():
+        if all(abs(a - b) <= 1e-5 * abs(b) for a, b in zip(scale, theirs_scale, strict=True)) and all(
+            abs(a - b) <= 1e-5 * abs(b) + 1e-6 for a, b in zip(offset, theirs_offset, strict=True)
+        ):
+            return family
+    return None
 
 
 def available_backbones() -> list[str]:

@@ -13,6 +13,8 @@ converters map them (``keras_hub/src/utils/transformers/convert_*.py``).
 from __future__ import annotations
 
 import importlib
+import json
+import os
 
 INSTALL_HINT = "pip install 'skptm[hub]'"
 
@@ -135,3 +137,79 @@ HUB_TABLE = (
         _vision_tower(16, 768, 12, 12, 3072, projection_dim=512),
     ),
 )
+
+
+#: The KerasHub class of a preset's backbone -> skptm's family.
+PRESET_FAMILIES = {
+    "DINOV2Backbone": "dinov2",
+    "DINOV3Backbone": "dinov3",
+    "ViTBackbone": "vit",
+    "SigLIPBackbone": "siglip",
+    "CLIPBackbone": "clip",
+}
+
+#: Handles of KerasHub presets on model hubs (``hf://org/model``, ...).
+HANDLE_SCHEMES = ("hf://", "kaggle://", "modelscope://", "gs://")
+
+
+def is_preset_reference(name) -> bool:
+    """Whether ``name`` names a KerasHub preset outside the registry: a
+    model-hub handle or a local preset directory."""
+    return isinstance(name, str) and (
+        name.startswith(HANDLE_SCHEMES) or os.path.isfile(os.path.join(name, "config.json"))
+    )
+
+
+def preset_description(preset) -> dict:
+    """What the registry needs to know about a KerasHub preset (handle or
+    folder), read from its ``config.json`` and ``image_converter.json``.
+
+    Returns
+    -------
+    description : dict
+        ``name`` (its last path part), ``keras_name``, ``family``,
+        ``input_size``, ``feature_size``, ``config`` (of the image tower),
+        and ``scale_offset`` (its image converter's, or ``None``).
+    """
+    config = _preset_json(preset, "config.json")
+    family = PRESET_FAMILIES.get(config.get("class_name"))
+    if family is None:
+        raise ValueError(
+            f"The KerasHub preset {preset!r} holds a {config.get('class_name')}; skptm takes the presets "
+            f"of {', '.join(sorted(PRESET_FAMILIES))}. Received: backbone={preset!r}"
+        )
+    outer = config["config"]
+    tower = dict(outer["vision_encoder"]["config"] if family in ("siglip", "clip") else outer)
+    if family == "clip":
+        tower["projection_dim"] = outer["projection_dim"]
+    converter = _preset_json(preset, "image_converter.json", missing_ok=True)
+    scale_offset = None
+    if converter is not None:
+        scale_offset = (converter["config"].get("scale"), converter["config"].get("offset"))
+    return {
+        "name": os.path.basename(os.path.normpath(preset.split("://", 1)[-1])),
+        "keras_name": HUB_CLASSES[family],
+        "family": family,
+        "input_size": int(tower["image_shape"][0]),
+        "feature_size": int(outer["projection_dim"] if family == "clip" else tower["hidden_dim"]),
+        "config": tower,
+        "scale_offset": scale_offset,
+    }
+
+
+def _preset_json(preset, filename, missing_ok=False):
+    if not preset.startswith(HANDLE_SCHEMES):
+        path = os.path.join(preset, filename)
+        if not os.path.isfile(path):
+            if missing_ok:
+                return None
+            raise FileNotFoundError(f"The KerasHub preset directory {preset!r} has no {filename}.")
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    preset_utils = importlib.import_module("keras_hub.src.utils.preset_utils") if import_keras_hub() else None
+    try:
+        return preset_utils.load_json(preset, filename)
+    except FileNotFoundError:
+        if missing_ok:
+            return None
+        raise

@@ -373,3 +373,20 @@ def test_a_fine_tuned_transformer_saves_slim_with_skops(presets, two_themes, tmp
     # Slim: the unfrozen block, the final norm and the head, not the backbone.
     backbone_bytes = sum(w.nbytes for w in clf._trained.base.get_weights())
     assert path.stat().st_size < backbone_bytes
+
+
+def test_a_local_preset_directory_is_a_backbone(presets, photos):
+    """Any KerasHub preset of a known family, by folder (or hub handle): its
+    architecture, size and scaling read from its own files."""
+    for name in ("dinov2_with_registers_small", "clip_vit_base_patch32"):
+        folder = str(presets[name])
+        size = SMALL[name]
+        images = np.stack([_resized(p, size) for p in photos])
+        by_folder = PretrainedFeatureTransformer(folder, input_size=size if name.startswith("dino") else None)
+        by_name = PretrainedFeatureTransformer(
+            name, weights=folder, input_size=size if name.startswith("dino") else None
+        )
+        np.testing.assert_array_equal(by_folder.fit_transform(images), by_name.fit_transform(images))
+        assert by_folder.get_feature_names_out()[0].startswith(os.path.basename(folder))
+    random = PretrainedFeatureTransformer(str(presets["clip_vit_base_patch32"]), weights=None).fit_transform(images)
+    assert random.shape == (len(photos), 16)

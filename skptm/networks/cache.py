@@ -211,7 +211,7 @@ def _preprocessing_family(spec, preprocessing):
 
 def _base_key(backbone, spec, weights, input_size):
     if spec is not None:
-        backbone_id = (spec.source, spec.name if spec.is_hub else spec.keras_name)
+        backbone_id = (spec.source, spec.source_preset if spec.is_hub else spec.keras_name)
         input_size = input_size or spec.input_size
     elif isinstance(backbone, keras.Model):
         # By content, not id(): sklearn's clone deep-copies the model, and

@@ -102,12 +102,12 @@ def build_hub_base(spec, weights, input_size):
         tower = _image_tower(spec, _from_config(spec, size))
         reinitialize_hub_weights(tower, spec.name)
         return tower
-    source = spec.name if weights == "imagenet" else _check_preset_directory(weights, spec)
+    source = spec.source_preset if weights == "imagenet" else _check_preset_directory(weights, spec)
     return _image_tower(spec, _from_preset(spec, source, size))
 
 
 def _from_config(spec, size):
-    config = dict(spec.config)
+    config = {key: value for key, value in spec.config.items() if key not in ("name", "trainable", "dtype")}
     projection_dim = config.pop("projection_dim", None)
     config["image_shape"] = (*size, 3)
     model = hub_class(spec.keras_name)(**config, name=spec.name)
@@ -122,7 +122,7 @@ def _from_preset(spec, source, size):
     try:
         backbone = hub.models.Backbone.from_preset(source, **kwargs)
     except Exception as exc:
-        if source == spec.name and _is_download_failure(exc):
+        if source == spec.source_preset and _is_download_failure(exc):
             raise WeightsUnavailableError(offline_message(spec, exc)) from exc
         raise
     _check_preset(spec, source, backbone)
@@ -147,12 +147,9 @@ PRESET_CLASSES = {
 def family_scale_offset(family):
     """``(scale, offset)`` per channel with which skptm's preprocessing family
     maps 0-255 RGB: KerasHub's image converters compute ``x * scale + offset``."""
-    from .layers import _MEAN_STD
+    from .._backbones import FAMILY_AFFINE
 
-    if family == "tf":
-        return np.full(3, 1 / 127.5), np.full(3, -1.0)
-    mean, std = (np.asarray(v, np.float64) for v in _MEAN_STD[family])
-    return 1 / (255 * std), -mean / std
+    return tuple(np.asarray(values, np.float64) for values in FAMILY_AFFINE[family])
 
 
 def _check_preset(spec, source, backbone):
@@ -175,8 +172,8 @@ def _check_preset(spec, source, backbone):
         raise ValueError(
             f"The image converter of preset {source!r} scales images by {theirs[0].tolist()} and "
             f"offsets them by {theirs[1].tolist()}, not as the {spec.preprocessing!r} family of "
-            f"backbone {spec.name!r}; skptm's preprocessing would not match the weights. Pass "
-            "preprocessing= explicitly, or report the preset."
+            f"backbone {spec.name!r}: skptm's preprocessing would not match the weights. Pass the "
+            "preset itself as backbone (skptm then reads its converter), or report the mismatch."
         )
 
 
@@ -233,10 +230,10 @@ def offline_message(spec, exc) -> str:
     cache = preset_cache()
     return (
         f"Could not get the pretrained weights of {spec.name!r}: KerasHub looked for the preset "
-        f"{spec.name!r} in its cache {cache!r} (set by the KAGGLEHUB_CACHE environment variable, "
+        f"{spec.source_preset!r} in its cache {cache!r} (set by the KAGGLEHUB_CACHE environment variable, "
         "default ~/.cache/kagglehub) and could not download it, so this machine seems to be "
         "offline. Two ways out: (1) run skptm.fetch_weights"
-        f"([{spec.name!r}]) once on a machine with internet access and copy its cache folder "
+        f"([{spec.source_preset!r}]) once on a machine with internet access and copy its cache folder "
         f"into {cache!r}; or (2) pass weights='<folder>', a local KerasHub preset directory of "
         f"this architecture (the folder holding config.json and model.weights.h5). Cause: {exc}"
     )
@@ -301,12 +298,12 @@ def text_tower(name, weights) -> TextTower:
             "weights='imagenet' (the preset) or a local preset directory. Received: weights=None"
         )
     hub = keras_hub()
-    source = spec.name if weights == "imagenet" else _check_preset_directory(weights, spec)
+    source = spec.source_preset if weights == "imagenet" else _check_preset_directory(weights, spec)
     try:
         backbone = hub.models.Backbone.from_preset(source)
         preprocessor = getattr(hub.models, TEXT_PREPROCESSORS[spec.architecture]).from_preset(source)
     except Exception as exc:
-        if source == spec.name and _is_download_failure(exc):
+        if source == spec.source_preset and _is_download_failure(exc):
             raise WeightsUnavailableError(offline_message(spec, exc)) from exc
         raise
     _check_preset(spec, source, backbone)
