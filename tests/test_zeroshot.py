@@ -129,3 +129,57 @@ def test_predict_from_the_command_line_with_classes(clip_preset, tmp_path, capsy
     lines = out.read_text().splitlines()
     assert len(lines) == 4 and all(line.split(",")[-3] in ("cat", "dog") for line in lines[1:]), lines
     assert skptm.ZeroShotClassifier is ZeroShotClassifier
+
+
+@pytest.fixture(scope="module")
+def siglip_preset(tmp_path_factory):
+    """A small SigLIP preset with a SentencePiece tokenizer trained here on a few captions."""
+    import io
+
+    import sentencepiece
+
+    captions = ["a photo of a cat", "a photo of a dog", "itap of a bird", "art of the small cat"] * 20
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(captions),
+        model_writer=model,
+        vocab_size=13,
+        model_type="word",
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        pad_piece="<pad>",
+        eos_piece="</s>",
+        unk_piece="<unk>",
+    )
+    models = keras_hub.models
+    tokenizer = models.SigLIPTokenizer(proto=model.getvalue())
+    block = {"num_layers": 2, "num_heads": 2, "intermediate_dim": 64}
+    vision = models.SigLIPVisionEncoder(patch_size=32, hidden_dim=32, image_shape=(224, 224, 3), **block)
+    text = models.SigLIPTextEncoder(
+        vocabulary_size=tokenizer.vocabulary_size(), embedding_dim=32, hidden_dim=32, max_sequence_length=16, **block
+    )
+    folder = tmp_path_factory.mktemp("siglip")
+    backbone = models.SigLIPBackbone(vision, text)
+    backbone.siglip_head.logit_bias.assign(-2.0)  # as if trained: SigLIP's bias matters
+    backbone.save_to_preset(str(folder))
+    models.SigLIPPreprocessor(tokenizer, sequence_length=16).save_to_preset(str(folder))
+    keras_hub.layers.ImageConverter(image_size=(224, 224), scale=[1 / 127.5] * 3, offset=[-1.0] * 3).save_to_preset(
+        str(folder)
+    )
+    return folder
+
+
+def test_siglip_scores_are_sigmoids_with_its_bias(siglip_preset, images):
+    """SigLIP's probabilities are its authors' independent sigmoids of the
+    scaled cosine plus the learnt bias: KerasHub's own logits, one template."""
+    clf = ZeroShotClassifier("siglip_base_patch16_224", weights=siglip_preset, classes=["cat", "dog"], templates=["{}"])
+    probabilities = clf.fit(None).predict_proba(images)
+    backbone = keras_hub.models.Backbone.from_preset(str(siglip_preset))
+    preprocessor = keras_hub.models.SigLIPPreprocessor.from_preset(str(siglip_preset))
+    converter = keras_hub.layers.ImageConverter.from_preset(str(siglip_preset))
+    tokens = preprocessor({"images": None, "prompts": ["cat", "dog"]})["token_ids"]
+    logits = np.asarray(backbone({"images": converter(images.astype("float32")), "token_ids": tokens})["vision_logits"])
+    np.testing.assert_allclose(probabilities, 1 / (1 + np.exp(-logits)), rtol=1e-4, atol=1e-5)
+    assert clf.calibration_ == "sigmoid" and clf.logit_bias_ != 0.0
