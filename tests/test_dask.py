@@ -145,6 +145,16 @@ def test_bag_of_paths_matches_in_process(client, extractor, paths, path_features
     assert_same(features.compute(), path_features)
 
 
+def test_a_kerashub_transformer_on_the_cluster(client, paths):
+    """A DINOv2 (KerasHub, random weights: the same in every process) on the
+    workers gives the features it gives here."""
+    pytest.importorskip("keras_hub")
+    extractor = PretrainedFeatureTransformer("dinov2_small", weights=None, input_size=28, pooling="cls+avg")
+    features = skptm.dask.transform(extractor, db.from_sequence(paths, npartitions=3))
+    assert features.shape == (len(paths), 2 * 384)
+    assert_same(features.compute(), extractor.transform(paths))
+
+
 # -- dataframes ----------------------------------------------------------------------------------
 
 

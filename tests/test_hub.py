@@ -161,8 +161,10 @@ def test_random_weights_are_the_same_in_every_process():
         "print(skptm.PretrainedFeatureTransformer('dinov2_small', weights=None, input_size=56)"
         ".fit_transform(X)[0, :4].tolist())"
     )
-    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True) for _ in "ab"]
-    assert runs[0].stdout == runs[1].stdout and runs[0].stdout.strip()
+    processes = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in "ab"]
+    outputs = [process.communicate(timeout=180)[0] for process in processes]
+    assert all(process.returncode == 0 for process in processes)
+    assert outputs[0] == outputs[1] and outputs[0].strip()
 
 
 def test_input_sizes_round_to_the_patch_size_for_dino_and_are_fixed_for_the_others():
@@ -390,3 +392,49 @@ def test_a_local_preset_directory_is_a_backbone(presets, photos):
         assert by_folder.get_feature_names_out()[0].startswith(os.path.basename(folder))
     random = PretrainedFeatureTransformer(str(presets["clip_vit_base_patch32"]), weights=None).fit_transform(images)
     assert random.shape == (len(photos), 16)
+
+
+def test_the_head_with_unfreeze_0_is_the_linear_probe_on_the_same_features(presets, two_themes):
+    """LP-FT's first phase on a transformer is scikit-learn's probe on the
+    transformer's features, value for value."""
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    from skptm._heads import LOGISTIC_C
+
+    X, y = two_themes
+    kwargs = {"weights": presets["dinov2_with_registers_small"], "input_size": 56, "pooling": "cls+avg"}
+    probe = make_pipeline(
+        PretrainedFeatureTransformer("dinov2_with_registers_small", **kwargs),
+        FunctionTransformer(lambda features: features.astype(np.float64)),
+        StandardScaler(),
+        LogisticRegression(C=LOGISTIC_C, max_iter=2000),
+    ).fit(X[::2], y[::2])
+    clf = FineTunedClassifier("dinov2_with_registers_small", unfreeze=0, random_state=0, **kwargs).fit(X[::2], y[::2])
+    np.testing.assert_allclose(clf.predict_proba(X[1::2]), probe.predict_proba(X[1::2]), rtol=0, atol=1e-5)
+
+
+def test_the_feature_cache_keeps_transformer_features(presets, photos, tmp_path):
+    kwargs = {"weights": presets["dinov2_with_registers_small"], "input_size": 56, "cache": tmp_path}
+    first = PretrainedFeatureTransformer("dinov2_with_registers_small", **kwargs).fit_transform(photos)
+    assert any(tmp_path.rglob("*")), "nothing was cached"
+    second = PretrainedFeatureTransformer("dinov2_with_registers_small", **kwargs).fit_transform(photos)
+    np.testing.assert_array_equal(first, second)
+    other = PretrainedFeatureTransformer("dinov2_with_registers_small", pooling="cls", **kwargs).fit_transform(photos)
+    assert other.shape[1] == WIDTH  # another configuration, not the cached entries
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_bfloat16_copies_of_every_family(name, presets, photos):
+    """A reduced-precision copy is rebuilt layer by layer (KerasHub's layers
+    included, ViT's embedding through skptm._compat.layer_config)."""
+    size = SMALL[name]
+    images = np.stack([_resized(p, size) for p in photos])
+    features = {
+        precision: PretrainedFeatureTransformer(
+            name, weights=presets[name], input_size=size, engine="tensorflow", precision=precision
+        ).fit_transform(images)
+        for precision in ("float32", "bfloat16")
+    }
+    a, b = features["float32"], features["bfloat16"]
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() >= 0.99, cosine

@@ -50,8 +50,10 @@ def with_precision(model, precision: str):
 
     policy = keras.DTypePolicy(keras_policy(precision))
 
+    from .._compat import layer_config
+
     def clone_layer(layer):
-        config = layer.get_config()
+        config = layer_config(layer)
         if isinstance(layer, keras.layers.Layer) and not isinstance(layer, keras.layers.InputLayer):
             config["dtype"] = policy
         return layer.__class__.from_config(config)
