@@ -155,6 +155,7 @@ def _resized(path, size):
     return np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
 
 
+@pytest.mark.exhaustive  # two fresh processes: the second tier keeps the unit tier's time
 def test_random_weights_are_the_same_in_every_process():
     script = (
         "import numpy as np, skptm; X = np.full((1, 56, 56, 3), 100, np.uint8); "
@@ -257,6 +258,7 @@ def test_a_preset_of_another_architecture_or_scaling_is_refused(presets, tmp_pat
         PretrainedFeatureTransformer("dinov2_small", weights=tmp_path / "missing", input_size=56).fit(None)
 
 
+@pytest.mark.exhaustive  # a fresh process
 def test_without_keras_hub_the_error_says_how_to_install_it():
     script = (
         "import sys; sys.modules['keras_hub'] = None\n"
@@ -423,7 +425,9 @@ def test_the_feature_cache_keeps_transformer_features(presets, photos, tmp_path)
     assert other.shape[1] == WIDTH  # another configuration, not the cached entries
 
 
-@pytest.mark.parametrize("name", SMALL)
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=() if n.startswith("dinov2") else pytest.mark.exhaustive) for n in SMALL]
+)
 def test_bfloat16_copies_of_every_family(name, presets, photos):
     """A reduced-precision copy is rebuilt layer by layer (KerasHub's layers
     included, ViT's embedding through skptm._compat.layer_config)."""
