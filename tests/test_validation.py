@@ -77,6 +77,7 @@ FINE_TUNED = {
     "unfreeze": [-1, 1.5, None, ""],
     "finetune_learning_rate": [0, -1e-4, math.inf, math.nan],
     "finetune_epochs": [-1, 2.5, None],
+    "layer_decay": [0, -0.5, 1.5, math.nan, "0.75"],
     "augment": [5, "heavy", ["light"]],
     "validation_fraction": [0, 0.0, 1, 1.0, 1.5, -0.1, math.nan, "0.2"],
     "early_stopping": ["yes", 1, None],
