@@ -1,7 +1,7 @@
 """
-=====================================================
+======================================================
 Zero-shot classification of the sample photos by theme
-=====================================================
+======================================================
 
 :class:`~skptm.ZeroShotClassifier` classifies images into classes given by
 name, with the two towers of an image-text model (CLIP here; SigLIP works
