@@ -145,6 +145,7 @@ def test_bag_of_paths_matches_in_process(client, extractor, paths, path_features
     assert_same(features.compute(), path_features)
 
 
+@pytest.mark.exhaustive  # a DINOv2 built in every worker process
 def test_a_kerashub_transformer_on_the_cluster(client, paths):
     """A DINOv2 (KerasHub, random weights: the same in every process) on the
     workers gives the features it gives here."""
