@@ -22,6 +22,10 @@ import keras
 
 from .networks.hub import BLOCK_CLASSES, BLOCK_CONTAINERS
 
+#: Weights of KerasHub's DINO embeddings that only masked-image pre-training
+#: uses: no gradient reaches them, and Keras would warn about each, every fit.
+_UNUSED_IN_INFERENCE = ("mask_token",)
+
 
 def leaf_layers(model, prefix=""):
     """``(path, layer)`` for every layer of ``model`` that is not a model, in order."""
@@ -108,5 +112,9 @@ def set_trainable(base, paths) -> None:
     base.trainable = True
     for path, layer in leaf_layers(base):
         layer.trainable = path in chosen
+        if layer.trainable:
+            for variable in layer.weights:
+                if variable.path.endswith(_UNUSED_IN_INFERENCE):
+                    variable.trainable = False
     if not chosen:
         base.trainable = False

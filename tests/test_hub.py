@@ -442,3 +442,23 @@ def test_bfloat16_copies_of_every_family(name, presets, photos):
     a, b = features["float32"], features["bfloat16"]
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cosine.min() >= 0.99, cosine
+
+
+def test_unfreezing_everything_warns_about_nothing(presets, two_themes):
+    """The DINO embedding's mask token (masked-image pre-training only) is not
+    trained: Keras would warn that no gradient reaches it."""
+    import warnings
+
+    X, y = two_themes
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        FineTunedClassifier(
+            "dinov2_with_registers_small",
+            weights=presets["dinov2_with_registers_small"],
+            input_size=56,
+            unfreeze="all",
+            head_epochs=2,
+            finetune_epochs=1,
+            random_state=0,
+        ).fit(X, y)
+    assert not [w for w in caught if "Gradients do not exist" in str(w.message)], [str(w.message) for w in caught]
