@@ -222,20 +222,21 @@ def _preset_spec(preset) -> BackboneSpec:
     )
 
 
-#: Per-channel (scale, offset) of each family on 0-255 input: x * scale + offset.
+#: Per-channel RGB mean and standard deviation (on [0, 1]) of the families
+#: that normalise: ImageNet's for "torch", OpenAI's training set's for "clip".
+FAMILY_MEAN_STD = {
+    "torch": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+}
+
+#: Per-channel (scale, offset) of each family on 0-255 input: x * scale + offset,
+#: as KerasHub's image converters state it.
 FAMILY_AFFINE = {
     "tf": ((1 / 127.5,) * 3, (-1.0,) * 3),
-    "torch": (
-        tuple(1 / (255 * s) for s in (0.229, 0.224, 0.225)),
-        tuple(-m / s for m, s in zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), strict=True)),
-    ),
-    "clip": (
-        tuple(1 / (255 * s) for s in (0.26862954, 0.26130258, 0.27577711)),
-        tuple(
-            -m / s
-            for m, s in zip((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711), strict=True)
-        ),
-    ),
+    **{
+        family: (tuple(1 / (255 * s) for s in std), tuple(-m / s for m, s in zip(mean, std, strict=True)))
+        for family, (mean, std) in FAMILY_MEAN_STD.items()
+    },
 }
 
 

@@ -8,13 +8,9 @@ import logging
 import keras
 import numpy as np
 
+from .._backbones import FAMILY_MEAN_STD
+
 _IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
-_IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
-_IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
-#: CLIP's image statistics (OpenAI's training set), as in its image processor.
-_CLIP_MEAN_RGB = (0.48145466, 0.4578275, 0.40821073)
-_CLIP_STD_RGB = (0.26862954, 0.26130258, 0.27577711)
-_MEAN_STD = {"torch": (_IMAGENET_MEAN_RGB, _IMAGENET_STD_RGB), "clip": (_CLIP_MEAN_RGB, _CLIP_STD_RGB)}
 
 
 @keras.saving.register_keras_serializable(package="skptm")
@@ -43,8 +39,8 @@ class ImagePreprocessing(keras.layers.Layer):
         x = keras.ops.cast(inputs, self.compute_dtype)
         if self.family == "tf":
             return x / 127.5 - 1.0
-        if self.family in _MEAN_STD:
-            mean, std = _MEAN_STD[self.family]
+        if self.family in FAMILY_MEAN_STD:
+            mean, std = FAMILY_MEAN_STD[self.family]
             x = x / 255.0
             return (x - np.asarray(mean, "float32")) / np.asarray(std, "float32")
         return keras.ops.flip(x, axis=-1) - np.asarray(_IMAGENET_MEAN_BGR, "float32")
