@@ -316,6 +316,10 @@ def test_layer_decay_slows_the_lower_blocks(presets, two_themes):
         "head_epochs": 3,
         "finetune_epochs": 2,
         "finetune_learning_rate": 1e-2,
+        # Four steps an epoch: the warm-up starts at a rate of 0, so with one
+        # step an epoch the first epoch would not move, and keeping the best
+        # epoch by training loss could keep exactly the starting weights.
+        "batch_size": 4,
         "validation_fraction": None,
         "random_state": 0,
     }
