@@ -33,6 +33,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from skptm.engines.prior import PRIOR_SIZE  # imports neither TensorFlow nor Keras
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 PRIOR = Path(__file__).resolve().parent.parent / "skptm" / "engines" / "prior.json"
@@ -66,11 +68,27 @@ def conditions(args) -> str:
     from skptm.engines import openvino
 
     return (
-        f"skptm's feature network (average pooling), random weights, {args.size} px, batch {args.batch_size}, "
+        f"skptm's feature network (average pooling), random weights, {args.size} px (a network that runs at "
+        f"one size only, or rounds to its patch size, at the size it runs at: input_size), batch {args.batch_size}, "
         f"input: the 16 sample photos (skptm.datasets.load_sample_photos) as uint8 in 0-255; "
         f"{args.rounds} alternating rounds of at least {args.round_seconds} s per configuration; "
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, OpenVINO {openvino.version() or 'not installed'}"
     )
+
+
+def running_size(name: str, size: int) -> tuple[int, int]:
+    """The size ``name`` runs at when asked for ``size`` px: KerasHub's CLIP,
+    SigLIP and ViT run at their native size only, DINO rounds to its patch."""
+    from skptm._backbones import get_backbone_spec
+    from skptm.networks.hub import hub_input_size
+
+    spec = get_backbone_spec(name)
+    if not spec.is_hub:
+        return (size, size)
+    try:
+        return hub_input_size(spec, (size, size))
+    except ValueError:  # fixed position embeddings
+        return (spec.input_size, spec.input_size)
 
 
 def floor(value, digits=7):
@@ -85,6 +103,9 @@ def build_table(rows, args, machine) -> dict:
         "machine": machine_dict(machine),
         "conditions": conditions(args),
         "spread": SPREAD,
+        "input_size": {
+            row["backbone"]: row["input_size"] for row in rows if row["input_size"] != [PRIOR_SIZE, PRIOR_SIZE]
+        },
         "images_per_second": {
             row["backbone"]: {
                 config: {key: round(rate[key], 2) for key in ("median", "low", "high")}
@@ -176,8 +197,9 @@ def print_markdown() -> None:
         )
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
+        sizes = table.get("input_size", {})
         for name, row in rates.items():
-            cells = [name]
+            cells = [f"{name} ({sizes[name][0]} px)" if name in sizes else name]
             cells += [rate_cell(row[c]) if c in row else "—" for c in configs]
             base = row.get(REFERENCE, {}).get("median")
             cells += [f"{row[c]['median'] / base:.2f}x" if c in row and base else "—" for c in others]
@@ -199,7 +221,7 @@ def read_log(args, machine) -> dict:
     for line in args.log.read_text().splitlines():
         row = json.loads(line)
         expected = {
-            "input_size": [args.size, args.size],
+            "input_size": list(running_size(row["backbone"], args.size)),
             "batch_size": args.batch_size,
             "rounds": args.rounds,
             "weights": "random",
@@ -256,7 +278,7 @@ def main():
         row = calibration.measure(
             name,
             weights=None,
-            input_size=args.size,
+            input_size=running_size(name, args.size),
             rounds=args.rounds,
             round_seconds=args.round_seconds,
             batch_size=args.batch_size,

@@ -210,6 +210,7 @@ def compare_classifiers(title, X, y, n_train, args):
     ]
     if args.defaults_only:
         candidates = candidates[2:]
+    candidates += [(f"defaults, layer_decay={decay:g}", {"layer_decay": decay}) for decay in args.layer_decay]
     if args.grid:
         for values in product(*(getattr(args, name) for name in GRID)):
             params = dict(zip(GRID, values))
@@ -246,6 +247,7 @@ def compare_regressors(title, X, target, n_train, args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="mobilenet_v2")
+    parser.add_argument("--backbone-label", help="how --save-as names the backbone (a folder's path is long)")
     parser.add_argument(
         "--weights",
         default="none",
@@ -264,6 +266,10 @@ def main():
         "--tta", action="store_true", help="also score the fitted fine-tuning models with tta='flip' and 'light'"
     )
     parser.add_argument("--save", action="store_true", help="write docs/figures/finetune_quality_augment.json")
+    parser.add_argument(
+        "--layer-decay", nargs="+", type=float, default=[], help="also the defaults with each layer_decay"
+    )
+    parser.add_argument("--save-as", metavar="NAME", help="write every classification row to docs/figures/NAME.json")
     for name, values in GRID.items():
         kind = (
             (lambda v: None if v == "none" else float(v))
@@ -291,6 +297,34 @@ def main():
         compare_regressors("digits upscaled, their amount of ink", X, X.reshape(len(X), -1).mean(axis=1), 200, args)
     if args.save:
         save_augment_figure(args)
+    if args.save_as:
+        save_all_rows(args)
+
+
+def save_all_rows(args):
+    """Every classification row, one column per estimator, as a figure file."""
+    tasks, names = {}, []
+    for title, n_train, name, mean, low, high in RESULTS:
+        tasks.setdefault((title, n_train), {})[name] = (mean, low, high)
+        names += [name] if name not in names else []
+    rows = []
+    for (title, n_train), found in tasks.items():
+        probe = found["linear probe"][0]
+        cells = [f"{title.split(' (')[0]}, {n_train}"]
+        for name in names:
+            mean, low, high = found[name]
+            gain = "" if name == "linear probe" else f", {mean - probe:+.3f}"
+            cells.append(f"{mean:.3f} ({low:.3f}–{high:.3f}){gain}")
+        rows.append(cells)
+    save_figure(
+        args.save_as,
+        conditions=(
+            f"{args.backbone_label or args.backbone}, weights={args.weights}, {args.size} px; accuracy, mean (range) "
+            "over 3 random splits, then the difference to the linear probe"
+        ),
+        columns=["data, training images", *names],
+        rows=rows,
+    )
 
 
 def save_augment_figure(args):

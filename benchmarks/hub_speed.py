@@ -12,10 +12,19 @@ lowest per-image cosine.
     python benchmarks/hub_speed.py                      # the default list, prints the table
     python benchmarks/hub_speed.py --save               # and writes docs/figures/hub_speed.json
     python benchmarks/hub_speed.py --backbones dinov2_small resnet50
+
+Each network's measurement is appended to ``--log`` (JSON lines, the format
+of ``benchmarks/engine_table.py``'s log) as soon as it is done; ``--resume``
+takes the networks already there from it. The same log then gives this
+machine kind's table of the prior without measuring again:
+
+    python benchmarks/engine_table.py --size 224 --rounds 5 --log hub_speed.jsonl --resume --backbones ...
 """
 
 import argparse
+import json
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -31,6 +40,12 @@ DEFAULT = [
     "clip_vit_base_patch32",
     "clip_vit_base_patch16",
     "siglip_base_patch16_224",
+    "siglip2_base_patch16_224",
+    "dinov2_with_registers_base",
+    "dinov2_large",
+    "dinov2_with_registers_large",
+    "siglip_so400m_patch14_224",
+    "siglip2_so400m_patch14_224",
 ]
 SHORT = {"tensorflow": "TF", "openvino": "OV"}
 
@@ -47,7 +62,14 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--round-seconds", type=float, default=1.0)
     parser.add_argument("--save", action="store_true", help="write docs/figures/hub_speed.json")
+    parser.add_argument("--log", type=Path, default=Path("hub_speed.jsonl"))
+    parser.add_argument("--resume", action="store_true", help="take networks already in --log from it")
     args = parser.parse_args()
+    logged = {}
+    if args.resume and args.log.exists():
+        logged = {row["backbone"]: row for row in map(json.loads, args.log.read_text().splitlines())}
+    elif args.log.exists():
+        args.log.unlink()
 
     import tempfile
 
@@ -70,15 +92,19 @@ def main():
         network = get_feature_network(name, weights=None)
         parameters = f"{network.base.count_params() / 1e6:.1f} M"
         size = network.input_size[0]
-        row = calibration.measure(
-            name,
-            weights=None,
-            input_size=size,
-            rounds=args.rounds,
-            round_seconds=args.round_seconds,
-            batch_size=args.batch_size,
-            configs=configs,
-        )
+        row = logged.get(name)
+        if row is None or row["rounds"] != args.rounds or row["batch_size"] != args.batch_size:
+            row = calibration.measure(
+                name,
+                weights=None,
+                input_size=size,
+                rounds=args.rounds,
+                round_seconds=args.round_seconds,
+                batch_size=args.batch_size,
+                configs=configs,
+            )
+            with args.log.open("a") as log:
+                log.write(json.dumps(row) + "\n")
         rates = {config: row["rates"][config]["median"] for config in row["rates"]}
         base = rates[reference]
         best = max(rates.values())
@@ -90,7 +116,6 @@ def main():
         keras.backend.clear_session()
     if args.save:
         import sys
-        from pathlib import Path
 
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from _figures import save_figure

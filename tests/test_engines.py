@@ -140,6 +140,25 @@ def test_the_prior_is_never_applied_to_another_instruction_set():
         assert expected_speedups("resnet50", other) is None
 
 
+def test_the_prior_scales_a_rate_from_the_size_it_was_measured_at():
+    """A network that runs at one size only (CLIP at 224 px) is measured at
+    it, and its table says so: the rate scales from there, not from 160 px."""
+    from skptm.engines.prior import PRIOR_SIZE, table_rate
+
+    table = {
+        "input_size": {"clip_vit_base_patch32": [224, 224]},
+        "images_per_second": {
+            "resnet50": {"tensorflow/float32": {"median": 100.0}},
+            "clip_vit_base_patch32": {"tensorflow/float32": {"median": 20.0}},
+        },
+    }
+    assert table_rate(table, "resnet50", (PRIOR_SIZE, PRIOR_SIZE)) == 100.0
+    assert table_rate(table, "resnet50", (2 * PRIOR_SIZE, PRIOR_SIZE)) == 50.0
+    assert table_rate(table, "clip_vit_base_patch32", (224, 224)) == 20.0
+    assert table_rate(table, "clip_vit_base_patch32", (112, 224)) == 40.0
+    assert table_rate(table, "dinov2_small", (224, 224)) is None
+
+
 # -- measured where it runs, once ------------------------------------------------------------------
 
 

@@ -271,8 +271,8 @@ def expected_rate(backbone: str, input_size=None, *, engine: str = "auto"):
     In order: a measurement made on this machine (:mod:`.calibration`), the
     rate of what ``engine`` would run in float32; else the prior's TensorFlow
     float32 rate on a machine of this instruction set and architecture
-    (:func:`.prior.table_for`), scaled from its input size to ``input_size``
-    by the number of pixels; else nothing. A rate measured on another kind
+    (:func:`.prior.table_for`), scaled from the size it was measured at to
+    ``input_size`` by the number of pixels; else nothing. A rate measured on another kind
     of machine is never used.
 
     Parameters
@@ -292,7 +292,7 @@ def expected_rate(backbone: str, input_size=None, *, engine: str = "auto"):
     """
     from ..networks import as_size
     from . import calibration
-    from .prior import PRIOR_SIZE, table_for
+    from .prior import table_for, table_rate
 
     size = as_size(input_size) or _native_size(backbone)
     entry = calibration.load(_name(backbone), size)
@@ -302,10 +302,8 @@ def expected_rate(backbone: str, input_size=None, *, engine: str = "auto"):
         if measured:
             return measured["median"], "measured here"
     table = table_for(this_machine())
-    rates = (table or {}).get("images_per_second", {}).get(_name(backbone), {}).get("tensorflow/float32")
-    if not rates:
-        return None
-    return rates["median"] * PRIOR_SIZE * PRIOR_SIZE / (size[0] * size[1]), "prior"
+    rate = table_rate(table, _name(backbone), size) if table else None
+    return (rate, "prior") if rate else None
 
 
 def describe(backbone: str, input_size=None) -> dict:

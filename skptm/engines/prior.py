@@ -18,7 +18,10 @@ from pathlib import Path
 
 PRIOR_FILE = Path(__file__).with_name("prior.json")
 
-#: The input size the prior tables were measured at (pixels, square).
+#: The input size the prior tables were measured at (pixels, square). A
+#: network that runs at one size only (CLIP, SigLIP, ViT) or rounds it to its
+#: patch size (DINO) was measured at the size it runs at, which its table
+#: records under ``"input_size"``.
 PRIOR_SIZE = 160
 
 
@@ -41,15 +44,28 @@ def table_for(machine) -> dict | None:
     return same_kind[0] if same_kind else None
 
 
+def measured_size(table: dict, name: str) -> tuple[int, int]:
+    """The input size ``name`` was measured at in ``table``."""
+    return tuple(table.get("input_size", {}).get(name, (PRIOR_SIZE, PRIOR_SIZE)))
+
+
+def table_rate(table: dict, name: str, input_size) -> float | None:
+    """``table``'s TensorFlow float32 rate (images/s) for ``name``, scaled from
+    the size it was measured at to ``input_size`` by the number of pixels."""
+    rate = table["images_per_second"].get(name, {}).get("tensorflow/float32")
+    if not rate:
+        return None
+    measured_height, measured_width = measured_size(table, name)
+    height, width = input_size
+    return rate["median"] * measured_height * measured_width / (height * width)
+
+
 def tensorflow_rate(name: str, input_size) -> float | None:
     """A cautious TensorFlow float32 rate (images/s) for ``name`` at ``input_size``:
     the lowest over the prior's machines, scaled by the input's pixels."""
-    rates = [table["images_per_second"].get(name, {}).get("tensorflow/float32") for table in tables()]
-    rates = [rate["median"] for rate in rates if rate]
-    if not rates:
-        return None
-    height, width = input_size
-    return min(rates) * PRIOR_SIZE * PRIOR_SIZE / (height * width)
+    rates = [table_rate(table, name, input_size) for table in tables()]
+    rates = [rate for rate in rates if rate]
+    return min(rates) if rates else None
 
 
 def expected_speedups(name: str, machine) -> dict | None:
