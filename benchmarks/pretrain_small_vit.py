@@ -93,7 +93,6 @@ def main():
         intermediate_dim=512,
         image_shape=(SIZE, SIZE, 3),
         position_embedding_shape=(SIZE, SIZE, 3),
-        drop_path_rate=0.1,
     )
     inputs = keras.Input((SIZE, SIZE, 3))
     tokens = backbone(inputs)
