@@ -159,6 +159,37 @@ def test_the_prior_scales_a_rate_from_the_size_it_was_measured_at():
     assert table_rate(table, "dinov2_small", (224, 224)) is None
 
 
+def test_a_network_one_machine_lacks_is_estimated_from_its_speed_at_the_anchor(monkeypatch):
+    """The transformers were measured on a fast CPU only: on a machine kind
+    that ran ResNet50 four times slower, they are expected four times slower."""
+    from skptm.engines import prior
+
+    def table(rates):
+        return {"images_per_second": {name: {"tensorflow/float32": {"median": rate}} for name, rate in rates.items()}}
+
+    fast, slow = table({"resnet50": 40.0, "dinov2_small": 20.0}), table({"resnet50": 10.0})
+    monkeypatch.setattr(prior, "tables", lambda: (fast, slow))
+    size = (prior.PRIOR_SIZE, prior.PRIOR_SIZE)
+    assert prior.tensorflow_rate("dinov2_small", size) == 5.0
+    assert prior.tensorflow_rate("resnet50", size) == 10.0
+    assert prior.tensorflow_rate("vgg16", size) is None
+
+
+def test_the_prior_knows_every_network_of_the_registry():
+    """``engine="auto"`` measures a network here only when the prior says a
+    job would take long enough on TensorFlow: a network the prior does not
+    know would never be measured, whatever the job."""
+    from skptm import list_backbones
+    from skptm.engines.prior import tensorflow_rate
+
+    unknown = [
+        backbone["name"]
+        for backbone in list_backbones()
+        if tensorflow_rate(backbone["name"], (backbone["input_size"], backbone["input_size"])) is None
+    ]
+    assert not unknown, f"no prior rate for {unknown}: run benchmarks/engine_table.py for them"
+
+
 # -- measured where it runs, once ------------------------------------------------------------------
 
 

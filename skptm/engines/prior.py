@@ -60,12 +60,37 @@ def table_rate(table: dict, name: str, input_size) -> float | None:
     return rate["median"] * measured_height * measured_width / (height * width)
 
 
+#: The network every table holds: how much slower one machine is than another
+#: is read from it, for networks a table lacks.
+ANCHOR = "resnet50"
+
+
 def tensorflow_rate(name: str, input_size) -> float | None:
     """A cautious TensorFlow float32 rate (images/s) for ``name`` at ``input_size``:
-    the lowest over the prior's machines, scaled by the input's pixels."""
-    rates = [table_rate(table, name, input_size) for table in tables()]
+    the lowest over the prior's machines, scaled by the input's pixels.
+
+    A machine whose table lacks ``name`` still counts: its rate is estimated
+    from a table that has it, scaled by the two machines' rates for
+    :data:`ANCHOR` (a network measured only on a fast CPU is not taken to run
+    as fast on a slow one).
+    """
+    rates = [_rate_or_estimate(table, name, input_size) for table in tables()]
     rates = [rate for rate in rates if rate]
     return min(rates) if rates else None
+
+
+def _rate_or_estimate(table, name, input_size):
+    rate = table_rate(table, name, input_size)
+    if rate is not None:
+        return rate
+    anchor_size = (PRIOR_SIZE, PRIOR_SIZE)
+    anchor_here = table_rate(table, ANCHOR, anchor_size)
+    estimates = [
+        table_rate(other, name, input_size) * anchor_here / table_rate(other, ANCHOR, anchor_size)
+        for other in tables()
+        if anchor_here and table_rate(other, name, input_size) and table_rate(other, ANCHOR, anchor_size)
+    ]
+    return min(estimates, default=None)
 
 
 def expected_speedups(name: str, machine) -> dict | None:
