@@ -45,7 +45,7 @@ def save_figure(name: str, *, conditions: str, columns: list[str], rows: list[li
     FIGURES.mkdir(parents=True, exist_ok=True)
     figure = {
         "command": "python "
-        + " ".join(shlex.quote(arg) for arg in [f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
+        + " ".join(_portable(arg) for arg in [f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
         "machine": machine(),
         "versions": versions(),
         "date": datetime.date.today().isoformat(),
@@ -58,3 +58,11 @@ def save_figure(name: str, *, conditions: str, columns: list[str], rows: list[li
     path.write_text(json.dumps(figure, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {path}")
     return path
+
+
+def _portable(arg: str) -> str:
+    """``arg`` as a reader would type it: the home folder as ``~``, not this machine's path."""
+    home = str(Path.home())
+    if arg == home or arg.startswith(home + "/"):
+        return "~" + shlex.quote(arg[len(home) :])
+    return shlex.quote(arg)

@@ -204,7 +204,7 @@ def compare_classifiers(title, X, y, n_train, args):
     common = dict(**network(args), random_state=0)
     candidates = [
         ("FineTunedClassifier(unfreeze=0)", {"unfreeze": 0}),
-        ("  ... with hidden_units=(256,)", {"unfreeze": 0, "hidden_units": (256,)}),
+        ("FineTunedClassifier(unfreeze=0, hidden_units=(256,))", {"unfreeze": 0, "hidden_units": (256,)}),
         ("FineTunedClassifier() defaults", {}),
         ("FineTunedClassifier(augment='light')", {"augment": "light"}),
     ]
