@@ -78,11 +78,20 @@ def explain(estimator, images, *, target=None, layer=None):
     TensorFlow in inference mode, whatever ``engine`` predicts with: the same
     images give the same maps on every call.
 
+    For a vision transformer (DINOv2, DINOv3, ViT), the feature map is its
+    patch tokens laid out on the patch grid (the class token and registers
+    left out): one cell per patch, 16 by 16 at 224 px for DINOv2's patch 14.
+    A model fitted with ``pooling="cls"`` has features that no patch token
+    of the last block's output feeds: pass ``layer=`` for an earlier block
+    (``"stage11"`` of a 12-block DINO) to see where its class token looked.
+
     Parameters
     ----------
     estimator : FineTunedClassifier or FineTunedRegressor
-        Fitted, on an image backbone with a spatial output (every network of
-        :func:`~skptm.list_backbones`, or a custom convolutional one).
+        Fitted, on an image backbone with a spatial output: every
+        convolutional network of :func:`~skptm.list_backbones` and the
+        DINOv2, DINOv3 and ViT transformers, or a custom convolutional one
+        (not CLIP's and SigLIP's image embeddings).
     images : images
         Any form the estimators take: paths, PIL images, arrays, a pandas
         column. Read as ``predict`` reads them (orientation, colour modes,
@@ -95,8 +104,10 @@ def explain(estimator, images, *, target=None, layer=None):
     layer : str or None, default=None
         The backbone layer whose output is the feature map, by name: a layer
         of the backbone's own Keras model (for MobileNetV2, e.g.
-        ``"block_13_expand_relu"``); a name it lacks is answered with those
-        that have a spatial output. ``None`` is the backbone's output.
+        ``"block_13_expand_relu"``), or a block of a DINOv2 or DINOv3
+        backbone, ``"stage1"`` to its depth; a name it lacks is answered
+        with those that have a spatial output. ``None`` is the backbone's
+        output.
         Earlier layers give finer, noisier maps.
 
     Returns
@@ -112,8 +123,9 @@ def explain(estimator, images, *, target=None, layer=None):
     sklearn.exceptions.NotFittedError
         If ``estimator`` is not fitted.
     ValueError
-        If the backbone has no spatial output (a tabular backbone, or a
-        transformer's tokens), ``layer`` names no layer, or ``target`` no
+        If the backbone has no spatial output (a tabular backbone, an image
+        embedding), the features are a class token at the top, ``layer``
+        names no layer, or ``target`` no
         class; :class:`~skptm.ImageReadError` names an unreadable image's
         index and path, whatever ``on_error`` says (a map needs an image).
 
@@ -277,7 +289,7 @@ class _GradCam:
         import keras
         import tensorflow as tf
 
-        from .networks import ImagePreprocessing
+        from .networks import ImagePreprocessing, TokenPooling
 
         base = trained.base
         self.base, self.head, self.pooling = base, trained.head, blueprint.pooling
@@ -285,13 +297,25 @@ class _GradCam:
         self.preprocessing = None
         if blueprint.preprocessing != "none":
             self.preprocessing = ImagePreprocessing(blueprint.preprocessing, dtype="float32")
+        self.prefix_tokens = blueprint.prefix_tokens
+        top_shape = tuple(base.outputs[0].shape)
+        # A vision transformer's tokens: pooled as its features are, mapped on its patch grid.
+        self.token_pooling = None
+        if _is_tokens(top_shape, self.prefix_tokens):
+            self.token_pooling = TokenPooling(blueprint.pooling, self.prefix_tokens, dtype="float32")
         self.extractor = None
         if layer is None:
-            _check_spatial(tuple(base.outputs[0].shape), f"backbone {base.name!r}")
+            map_shape, what = top_shape, f"backbone {base.name!r}"
+            if self.token_pooling is not None and blueprint.pooling == "cls":
+                raise ValueError(_CLASS_TOKEN_AT_THE_TOP.format(base=base.name, stages=_stage_hint(base)))
         else:
-            found = _layer(base, layer)
-            _check_spatial(tuple(found.output.shape), f"layer {layer!r} of {base.name!r}")
-            self.extractor = keras.Model(base.inputs, [found.output, base.outputs[0]], name="skptm_grad_cam")
+            output = _layer_output(base, layer)
+            map_shape, what = tuple(output.shape), f"layer {layer!r} of {base.name!r}"
+            self.extractor = keras.Model(base.inputs, [output, base.outputs[0]], name="skptm_grad_cam")
+        _check_spatial(map_shape, what, self.prefix_tokens)
+        self.grid = None
+        if len(map_shape) == 3:
+            self.grid = _patch_grid(map_shape[1] - self.prefix_tokens, blueprint.input_size, what)
         height, width = blueprint.input_size
         self._step = tf.function(
             self._gradients,
@@ -328,9 +352,17 @@ class _GradCam:
             score = self._score(outputs, chosen)
         # Rows are independent (inference mode): the gradient of the sum is each row's own.
         gradients = tf.cast(tape.gradient(score, feature_map), tf.float32)
+        feature_map = tf.cast(feature_map, tf.float32)
+        if self.grid is not None:  # tokens: the patches' on their grid, the class token and registers left out
+            gradients, feature_map = self._on_grid(gradients), self._on_grid(feature_map)
         weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-        coarse = tf.nn.relu(tf.reduce_sum(weights * tf.cast(feature_map, tf.float32), axis=-1))
+        coarse = tf.nn.relu(tf.reduce_sum(weights * feature_map, axis=-1))
         return coarse, chosen, outputs
+
+    def _on_grid(self, tokens):
+        import tensorflow as tf
+
+        return tf.reshape(tokens[:, self.prefix_tokens :], (-1, *self.grid, tokens.shape[-1]))
 
     def _forward(self, x):
         import keras
@@ -344,7 +376,12 @@ class _GradCam:
         else:
             feature_map, top = self.extractor(x, training=False)
         top = keras.ops.cast(top, "float32")
-        pooled = keras.ops.mean(top, axis=(1, 2)) if self.pooling == "avg" else keras.ops.max(top, axis=(1, 2))
+        if self.token_pooling is not None:
+            pooled = self.token_pooling(top)
+        elif self.pooling == "avg":
+            pooled = keras.ops.mean(top, axis=(1, 2))
+        else:
+            pooled = keras.ops.max(top, axis=(1, 2))
         return feature_map, pre_activation(self.head, pooled)
 
     def _score(self, outputs, columns):
@@ -362,9 +399,16 @@ class _GradCam:
         return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def _layer(base, name):
+def _layer_output(base, name):
+    """The output of ``base``'s layer ``name``, or of block ``name`` (``"stage3"``)
+    of a KerasHub DINO backbone, whose blocks live inside one encoder layer."""
     import keras
 
+    from .networks import stage_outputs
+
+    stages = stage_outputs(base)
+    if name in stages:
+        return stages[name]
     names = [layer.name for layer in base.layers]
     if name in names:
         found = base.get_layer(name)
@@ -373,11 +417,11 @@ def _layer(base, name):
                 f"Layer {name!r} of backbone {base.name!r} is a model nested in it; name a layer of the "
                 f"backbone's own graph, or pass layer=None for the backbone's output. Received: layer={name!r}"
             )
-        return found
+        return found.output
     import difflib
 
-    spatial = [layer.name for layer in base.layers if _is_spatial(layer)][::-1]
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    spatial = [*stages][::-1] + [layer.name for layer in base.layers if _is_spatial(layer)][::-1]
+    close = difflib.get_close_matches(name, [*stages, *names], n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
     listed = ", ".join(map(repr, spatial[:_N_LISTED_LAYERS]))
     more = len(spatial) - _N_LISTED_LAYERS
@@ -399,14 +443,50 @@ def _is_spatial(layer):
     return len(shape) == 4
 
 
-def _check_spatial(shape, what):
-    if len(shape) != 4:
+def _is_tokens(shape, prefix_tokens):
+    """Whether ``shape`` is a vision transformer's tokens, ``(batch, tokens, width)``,
+    of a backbone whose first ``prefix_tokens`` (class token, registers) skptm knows."""
+    return len(shape) == 3 and prefix_tokens > 0
+
+
+def _check_spatial(shape, what, prefix_tokens=0):
+    if len(shape) != 4 and not _is_tokens(shape, prefix_tokens):
         raise ValueError(
-            f"Grad-CAM needs a feature map with positions, (batch, height, width, channels); the output "
-            f"of {what} has shape {shape}. explain supports convolutional backbones (every network of "
-            "skptm.list_backbones(), or a custom convolutional one), not vision transformers' tokens "
-            "nor vector outputs; pass layer=NAME for a layer with a spatial output, where it has one."
+            f"Grad-CAM needs a feature map with positions, (batch, height, width, channels), or a vision "
+            f"transformer's patch tokens; the output of {what} has shape {shape}. explain supports "
+            "convolutional backbones (every network of skptm.list_backbones(), or a custom convolutional "
+            "one) and the DINOv2, DINOv3 and ViT backbones, not image embeddings (CLIP, SigLIP), tokens "
+            "of a custom backbone nor vector outputs; pass layer=NAME for a layer with a spatial output, "
+            "where it has one."
         )
+
+
+def _patch_grid(n_patches, input_size, what):
+    """The ``(rows, columns)`` of ``n_patches`` square patches over ``input_size``."""
+    height, width = input_size
+    side = (height * width / n_patches) ** 0.5
+    grid = (round(height / side), round(width / side))
+    if grid[0] * grid[1] != n_patches:
+        raise ValueError(
+            f"The {n_patches} patch tokens of {what} tile no grid of square patches over the "
+            f"{height}x{width} input; Grad-CAM cannot place them on the image."
+        )
+    return grid
+
+
+_CLASS_TOKEN_AT_THE_TOP = (
+    "With pooling='cls', the features are the class token of the last block's output, which no patch "
+    "token of that same output feeds: Grad-CAM there would be empty. Fit with pooling='avg' or 'cls+avg', "
+    "or pass layer= for an earlier block{stages}, through which the class token still looks at the "
+    "patches. Backbone: {base!r}"
+)
+
+
+def _stage_hint(base):
+    from .networks import stage_outputs
+
+    stages = [*stage_outputs(base)]
+    return f" ({stages[-2]!r}, ...)" if len(stages) >= 2 else ""
 
 
 # -- back to the image ------------------------------------------------------------------

@@ -466,3 +466,96 @@ def test_unfreezing_everything_warns_about_nothing(presets, two_themes):
             random_state=0,
         ).fit(X, y)
     assert not [w for w in caught if "Gradients do not exist" in str(w.message)], [str(w.message) for w in caught]
+
+
+# -- Grad-CAM on the patch grid ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "grid"),
+    [("dinov2_with_registers_small", 4), ("dinov3_vit_small_lvd1689m", 4), ("vit_base_patch16_224_imagenet", 7)],
+)
+def test_grad_cam_of_a_transformer_equals_grad_cam_by_hand(name, grid, presets, photos):
+    """Grad-CAM of a linear head on the mean of the patch tokens, in closed
+    form: the gradient of the centred logit is the same for every patch
+    token, so the map is the ReLU of each patch token against the head's
+    centred column, on the patch grid (class token and registers left out)."""
+    from PIL import Image
+
+    size, folder = SMALL[name], presets[name]
+    images = np.stack([_resized(p, size) for p in photos])
+    clf = FineTunedClassifier(name, weights=folder, input_size=size, unfreeze=0, random_state=0)
+    clf.fit(np.concatenate([images, images[:, ::-1]]), [0, 1, 2, 3] * 2)
+
+    scaled = keras_hub.layers.ImageConverter.from_preset(str(folder))(images.astype("float32"))
+    tokens = np.asarray(clf._network.base(scaled), dtype=np.float64)[:, get_backbone_spec(name).prefix_tokens :]
+    scale, _ = clf._trained.head.get_layer("head_standardize").get_weights()
+    kernel, _ = clf._trained.head.get_layer("head_output").get_weights()
+    centred = kernel - kernel.mean(axis=1, keepdims=True)
+    columns = np.searchsorted(clf.classes_, clf.predict(images))
+    maps = skptm.explain(clf, images)
+    for patches, column, actual in zip(tokens, columns, maps, strict=True):
+        coarse = np.maximum(patches @ (centred[:, column] * scale), 0).reshape(grid, grid).astype(np.float32)
+        heat = np.asarray(Image.fromarray(coarse, "F").resize((size, size), Image.Resampling.BILINEAR))
+        expected = heat / heat.max() if heat.max() > 0 else heat
+        assert actual.shape == (size, size)
+        np.testing.assert_allclose(actual, expected, atol=1e-4)
+
+
+def test_grad_cam_of_the_class_token_looks_through_an_earlier_block(presets, two_themes):
+    """The class token of the last block's output is fed by no patch token of
+    that output: explain says so and names an earlier block, which works."""
+    X, y = two_themes
+    clf = FineTunedClassifier(
+        "dinov2_with_registers_small",
+        weights=presets["dinov2_with_registers_small"],
+        input_size=56,
+        pooling="cls",
+        unfreeze=0,
+        random_state=0,
+    ).fit(X, y)
+    with pytest.raises(ValueError, match=r"pooling='cls'.*layer= for an earlier block \('stage1'"):
+        skptm.explain(clf, X[:2])
+    maps = skptm.explain(clf, X[:4], layer="stage1")
+    assert [m.shape for m in maps] == [(56, 56)] * 4
+    assert all(np.isfinite(m).all() and m.min() >= 0 and m.max() <= 1 for m in maps)
+    assert any(m.max() == pytest.approx(1) for m in maps)
+    with pytest.raises(ValueError, match=r"no layer named 'stage9'.*'stage2', 'stage1'"):
+        skptm.explain(clf, X[:2], layer="stage9")
+
+
+def test_grad_cam_refuses_an_image_embedding(presets, two_themes):
+    from PIL import Image
+
+    X, y = two_themes
+    size = SMALL["clip_vit_base_patch32"]
+    X = np.stack([np.asarray(Image.fromarray(x).resize((size, size))) for x in X])
+    clf = FineTunedClassifier(
+        "clip_vit_base_patch32", weights=presets["clip_vit_base_patch32"], unfreeze=0, random_state=0
+    ).fit(X, y)
+    with pytest.raises(ValueError, match="not image embeddings"):
+        skptm.explain(clf, X[:2])
+
+
+@pytest.mark.parametrize("name", ["vit_base_patch16_224_imagenet", "siglip_base_patch16_224", "clip_vit_base_patch32"])
+def test_each_image_text_and_vit_family_fine_tunes_and_round_trips(name, presets, two_themes):
+    """The families whose blocks do not sit in a DINO encoder: fine-tuned (the
+    backbone copied privately, its top block trained), pickled, reloaded."""
+    from PIL import Image
+
+    X, y = two_themes
+    size = SMALL[name]
+    X = np.stack([np.asarray(Image.fromarray(x).resize((size, size))) for x in X])
+    clf = FineTunedClassifier(
+        name,
+        weights=presets[name],
+        unfreeze=1,
+        head_epochs=2,
+        finetune_epochs=1,
+        validation_fraction=None,
+        batch_size=8,
+        random_state=0,
+    ).fit(X, y)
+    assert clf.unfrozen_layers_
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X), rtol=0, atol=1e-6)

@@ -16,12 +16,29 @@ Engines (:mod:`skptm.engines`) run these networks; estimators ask for them
 here and never assemble one themselves.
 """
 
-from .assembly import LIGHT_AUGMENTATION, TrainedModel, as_size, assemble, describe, feature_names, make_augmentation
+from .assembly import (
+    LIGHT_AUGMENTATION,
+    TrainedModel,
+    as_size,
+    assemble,
+    describe,
+    feature_names,
+    make_augmentation,
+    stage_outputs,
+)
 from .building import build_backbone, fetch_weights
 from .cache import NETWORKS, backbone_takes_table, cache_info, clear_network_cache, get_feature_network
 from .description import Blueprint, FeatureNetwork
 from .fingerprints import base_fingerprint, fingerprint, model_identity
-from .layers import FixedAffine, ImagePreprocessing, get_layer, global_pool, quiet_retracing_warnings, set_affine
+from .layers import (
+    FixedAffine,
+    ImagePreprocessing,
+    TokenPooling,
+    get_layer,
+    global_pool,
+    quiet_retracing_warnings,
+    set_affine,
+)
 from .weights import RANDOM_WEIGHTS_SEED, private_copy, reinitialize_random_weights
 
 __all__ = [
@@ -53,4 +70,6 @@ __all__ = [
     "private_copy",
     "quiet_retracing_warnings",
     "reinitialize_random_weights",
+    "stage_outputs",
+    "TokenPooling",
 ]

@@ -10,7 +10,14 @@ import zlib
 import keras
 
 from .._backbones import BackboneSpec
-from .._compat import PARTIAL_LOAD_MESSAGE, all_layers, downloaded_file_name, is_download_failure, keras_home
+from .._compat import (
+    PARTIAL_LOAD_MESSAGE,
+    all_layers,
+    downloaded_file_name,
+    is_download_failure,
+    keras_home,
+    layer_config,
+)
 from ..exceptions import WeightsUnavailableError
 
 #: The seed of ``weights=None``: random initialisation is the same in every
@@ -118,15 +125,24 @@ def _build_custom(backbone, weights):
 
 
 def private_copy(model):
-    """A copy of ``model`` with equal weights that shares no variable with it."""
+    """A copy of ``model`` with equal weights that shares no variable with it.
+
+    Each layer is rebuilt from its config as :func:`~skptm._compat.layer_config`
+    gives it (KerasHub 0.32's ViT embedding writes arguments its constructor
+    refuses, and Keras's own cloning fails on it).
+    """
     try:
-        copy = keras.models.clone_model(model)
+        copy = keras.models.clone_model(model, clone_function=_rebuilt)
         copy.set_weights(model.get_weights())
         return copy
     except Exception:  # noqa: BLE001 - e.g. a subclassed model clone_model cannot rebuild
         import copy as copying
 
         return copying.deepcopy(model)
+
+
+def _rebuilt(layer):
+    return type(layer).from_config(layer_config(layer))
 
 
 def _check_weights_path(weights):
