@@ -200,6 +200,12 @@ def test_names_pooling_and_layers(presets, photos):
         ).transform(photos)
 
 
+def small_dino(presets, **params):
+    """A classifier on the small DINOv2 preset with registers, at its 56 px."""
+    weights = presets["dinov2_with_registers_small"]
+    return FineTunedClassifier("dinov2_with_registers_small", weights=weights, input_size=56, random_state=0, **params)
+
+
 @pytest.fixture(scope="module")
 def two_themes(photos):
     """Eight views of the sample photos, labelled by photo."""
@@ -211,16 +217,7 @@ def two_themes(photos):
 
 def test_fine_tuning_unfreezes_the_top_blocks_and_the_final_norm(presets, two_themes):
     X, y = two_themes
-    clf = FineTunedClassifier(
-        "dinov2_with_registers_small",
-        weights=presets["dinov2_with_registers_small"],
-        input_size=56,
-        unfreeze=1,
-        head_epochs=3,
-        finetune_epochs=1,
-        validation_fraction=None,
-        random_state=0,
-    ).fit(X, y)
+    clf = small_dino(presets, unfreeze=1, head_epochs=3, finetune_epochs=1, validation_fraction=None).fit(X, y)
     unfrozen = clf.unfrozen_layers_
     # The top block (of two) inside the encoder layer, and the final norm.
     assert len(unfrozen) == 2 and unfrozen[0].endswith("encoder/layers_1") and unfrozen[1].endswith("layernorm")
@@ -364,16 +361,7 @@ def test_openvino_runs_the_transformers_as_tensorflow_does(name, presets, photos
 def test_a_fine_tuned_transformer_saves_slim_with_skops(presets, two_themes, tmp_path):
     pytest.importorskip("skops")
     X, y = two_themes
-    clf = FineTunedClassifier(
-        "dinov2_with_registers_small",
-        weights=presets["dinov2_with_registers_small"],
-        input_size=56,
-        unfreeze=1,
-        head_epochs=3,
-        finetune_epochs=1,
-        precision="bfloat16",
-        random_state=0,
-    ).fit(X, y)
+    clf = small_dino(presets, unfreeze=1, head_epochs=3, finetune_epochs=1, precision="bfloat16").fit(X, y)
     path = tmp_path / "model.skops"
     skptm.save(clf, path)
     restored = skptm.load(path)
@@ -456,15 +444,7 @@ def test_unfreezing_everything_warns_about_nothing(presets, two_themes):
     X, y = two_themes
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        FineTunedClassifier(
-            "dinov2_with_registers_small",
-            weights=presets["dinov2_with_registers_small"],
-            input_size=56,
-            unfreeze="all",
-            head_epochs=2,
-            finetune_epochs=1,
-            random_state=0,
-        ).fit(X, y)
+        small_dino(presets, unfreeze="all", head_epochs=2, finetune_epochs=1).fit(X, y)
     assert not [w for w in caught if "Gradients do not exist" in str(w.message)], [str(w.message) for w in caught]
 
 
@@ -506,14 +486,7 @@ def test_grad_cam_of_the_class_token_looks_through_an_earlier_block(presets, two
     """The class token of the last block's output is fed by no patch token of
     that output: explain says so and names an earlier block, which works."""
     X, y = two_themes
-    clf = FineTunedClassifier(
-        "dinov2_with_registers_small",
-        weights=presets["dinov2_with_registers_small"],
-        input_size=56,
-        pooling="cls",
-        unfreeze=0,
-        random_state=0,
-    ).fit(X, y)
+    clf = small_dino(presets, pooling="cls", unfreeze=0).fit(X, y)
     with pytest.raises(ValueError, match=r"pooling='cls'.*layer= for an earlier block \('stage1'"):
         skptm.explain(clf, X[:2])
     maps = skptm.explain(clf, X[:4], layer="stage1")

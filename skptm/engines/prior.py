@@ -81,15 +81,14 @@ def tensorflow_rate(name: str, input_size) -> float | None:
 
 def _rate_or_estimate(table, name, input_size):
     rate = table_rate(table, name, input_size)
-    if rate is not None:
+    anchor_here = table_rate(table, ANCHOR, (PRIOR_SIZE, PRIOR_SIZE))
+    if rate is not None or not anchor_here:
         return rate
-    anchor_size = (PRIOR_SIZE, PRIOR_SIZE)
-    anchor_here = table_rate(table, ANCHOR, anchor_size)
-    estimates = [
-        table_rate(other, name, input_size) * anchor_here / table_rate(other, ANCHOR, anchor_size)
-        for other in tables()
-        if anchor_here and table_rate(other, name, input_size) and table_rate(other, ANCHOR, anchor_size)
-    ]
+    estimates = []
+    for other in tables():
+        theirs, anchor_there = table_rate(other, name, input_size), table_rate(other, ANCHOR, (PRIOR_SIZE, PRIOR_SIZE))
+        if theirs and anchor_there:
+            estimates.append(theirs * anchor_here / anchor_there)
     return min(estimates, default=None)
 
 
