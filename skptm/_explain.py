@@ -83,7 +83,7 @@ def explain(estimator, images, *, target=None, layer=None):
     left out): one cell per patch, 16 by 16 at 224 px for DINOv2's patch 14.
     A model fitted with ``pooling="cls"`` has features that no patch token
     of the last block's output feeds: pass ``layer=`` for an earlier block
-    (``"stage11"`` of a 12-block DINO) to see where its class token looked.
+    (``"stage11"`` of a 12-block DINO or ViT) to see where its class token looked.
 
     Parameters
     ----------
@@ -289,7 +289,7 @@ class _GradCam:
         import keras
         import tensorflow as tf
 
-        from .networks import ImagePreprocessing, TokenPooling
+        from .networks import ImagePreprocessing, TokenPooling, staged_top
 
         base = trained.base
         self.base, self.head, self.pooling = base, trained.head, blueprint.pooling
@@ -311,7 +311,7 @@ class _GradCam:
         else:
             output = _layer_output(base, layer)
             map_shape, what = tuple(output.shape), f"layer {layer!r} of {base.name!r}"
-            self.extractor = keras.Model(base.inputs, [output, base.outputs[0]], name="skptm_grad_cam")
+            self.extractor = keras.Model(base.inputs, [output, staged_top(base)], name="skptm_grad_cam")
         _check_spatial(map_shape, what, self.prefix_tokens)
         self.grid = None
         if len(map_shape) == 3:
@@ -401,7 +401,7 @@ class _GradCam:
 
 def _layer_output(base, name):
     """The output of ``base``'s layer ``name``, or of block ``name`` (``"stage3"``)
-    of a KerasHub DINO backbone, whose blocks live inside one encoder layer."""
+    of a KerasHub DINO or ViT backbone, whose blocks live inside one encoder layer."""
     import keras
 
     from .networks import stage_outputs

@@ -12,6 +12,7 @@ import pickle
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -22,6 +23,7 @@ from sklearn.pipeline import make_pipeline
 import skptm
 from skptm import FineTunedClassifier, PretrainedFeatureTransformer
 from skptm._backbones import backbone_specs, get_backbone_spec
+from skptm.networks import staged_top
 from skptm.networks.hub import family_scale_offset
 
 keras_hub = pytest.importorskip("keras_hub")
@@ -446,6 +448,46 @@ def test_unfreezing_everything_warns_about_nothing(presets, two_themes):
         warnings.simplefilter("always")
         small_dino(presets, unfreeze="all", head_epochs=2, finetune_epochs=1).fit(X, y)
     assert not [w for w in caught if "Gradients do not exist" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_the_blocks_of_a_vit_are_layers_by_their_stage_names(presets, photos):
+    """KerasHub's ViT encoder returns only its top: ``layer="stage{i}"`` is block
+    i's output, as the encoder computes it (its blocks called in turn on the
+    patch embedding), and two stages share their lower blocks."""
+    name, folder = "vit_base_patch16_224_imagenet", presets["vit_base_patch16_224_imagenet"]
+    size = SMALL[name]
+    images = np.stack([_resized(p, size) for p in photos])
+    backbone = keras_hub.models.Backbone.from_preset(str(folder))
+    embedding = backbone.get_layer("vit_patching_and_embedding")
+    encoder = backbone.get_layer("vit_encoder")
+    x = embedding(keras_hub.layers.ImageConverter.from_preset(str(folder))(images.astype("float32")))
+    by_hand = []
+    for block in encoder.encoder_layers:
+        x = block(x)
+        by_hand.append(np.asarray(x, np.float64))
+
+    both = PretrainedFeatureTransformer(name, weights=folder, layer=["stage1", "stage2"], pooling="cls+avg")
+    features = both.fit_transform(images)
+    for i, tokens in enumerate(by_hand):
+        expected = np.concatenate([tokens[:, 0], tokens[:, 1:].mean(axis=1)], axis=1)
+        np.testing.assert_allclose(features[:, i * 2 * WIDTH : (i + 1) * 2 * WIDTH], expected, rtol=1e-4, atol=1e-5)
+    assert both.get_feature_names_out()[2 * WIDTH] == f"{name}_stage2_cls_0"
+    extractor = both._network().model.get_layer("layers")
+    assert sum(type(layer).__name__ == "ViTEncoderBlock" for layer in extractor.layers) == 2
+    with pytest.raises(ValueError, match="'stage1' to 'stage2'"):
+        PretrainedFeatureTransformer(name, weights=folder, layer="stage3").fit(images).transform(images)
+
+    clf = FineTunedClassifier(name, weights=folder, pooling="cls", unfreeze=0, random_state=0)
+    clf.fit(np.concatenate([images, images[:, ::-1]]), [0, 1, 2, 3] * 2)
+    with pytest.raises(ValueError, match=r"layer= for an earlier block \('stage1'"):
+        skptm.explain(clf, images[:1])
+    maps = skptm.explain(clf, images, layer="stage1")
+    assert [m.shape for m in maps] == [(size, size)] * len(images) and all(m.max() == pytest.approx(1) for m in maps)
+    # Grad-CAM's top runs through the chained blocks, and equals the encoder's own.
+    base = clf._trained.base
+    scaled = keras_hub.layers.ImageConverter.from_preset(str(folder))(images.astype("float32"))
+    chained = keras.Model(base.inputs, staged_top(base))
+    np.testing.assert_allclose(chained(scaled), base(scaled), rtol=1e-5, atol=1e-5)
 
 
 # -- Grad-CAM on the patch grid ----------------------------------------------------------------

@@ -25,6 +25,7 @@ from .assembly import (
     feature_names,
     make_augmentation,
     stage_outputs,
+    staged_top,
 )
 from .building import build_backbone, fetch_weights
 from .cache import NETWORKS, backbone_takes_table, cache_info, clear_network_cache, get_feature_network
@@ -71,5 +72,6 @@ __all__ = [
     "quiet_retracing_warnings",
     "reinitialize_random_weights",
     "stage_outputs",
+    "staged_top",
     "TokenPooling",
 ]

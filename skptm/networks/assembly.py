@@ -7,13 +7,14 @@ blueprint; :func:`assemble` builds a feature network from it, or, with a head
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 import keras
 
 from .._backbones import feature_names
 from .description import Blueprint, FeatureNetwork
-from .hub import STAGED_CONTAINERS
+from .hub import CHAINED_CONTAINERS, STAGED_CONTAINERS
 from .layers import FixedAffine, ImagePreprocessing, get_layer, global_pool, set_affine
 from .precision import dtype_policy_scope
 from .views import with_views
@@ -165,12 +166,12 @@ def _trunk(blueprint: Blueprint, base):
     if blueprint.layers:
         extractor = keras.Model(base.inputs, [layer_output(base, name) for name in blueprint.layers], name="layers")
         outputs = extractor(x, training=False)
-        parts = [(f"{blueprint.name}_{name}", out) for name, out in zip(blueprint.layers, outputs, strict=True)]
+        parts = [(f"{blueprint.name}_{name}", name, out) for name, out in zip(blueprint.layers, outputs, strict=True)]
     else:
-        parts = [(blueprint.name, base(x, training=False))]
+        parts = [(blueprint.name, None, base(x, training=False))]
     pooled, names = [], []
-    for prefix, tensor in parts:
-        tensor, label = global_pool(tensor, blueprint.pooling, blueprint.prefix_tokens, blueprint.output_label)
+    for prefix, source, tensor in parts:
+        tensor, label = global_pool(tensor, blueprint.pooling, blueprint.prefix_tokens, blueprint.output_label, source)
         pooled.append(tensor)
         names.extend(pooled_feature_names(prefix, label, tensor.shape[-1]))
     output = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="features")(pooled)
@@ -186,9 +187,9 @@ def pooled_feature_names(prefix, label, n_features):
 
 
 def layer_output(base, name):
-    """The output of ``base``'s layer ``name``; for a KerasHub DINOv2 or DINOv3
-    backbone, whose blocks live inside one encoder layer, also the output of
-    block ``i`` by KerasHub's name for it, ``"stage{i}"`` (1 to depth)."""
+    """The output of ``base``'s layer ``name``; for a KerasHub DINOv2, DINOv3 or
+    ViT backbone, whose blocks live inside one encoder layer, also the output
+    of block ``i`` by KerasHub's name for it, ``"stage{i}"`` (1 to depth)."""
     stages = stage_outputs(base)
     if name in stages:
         return stages[name]
@@ -200,15 +201,57 @@ def layer_output(base, name):
         raise
 
 
+#: ViT encoder -> its blocks' outputs and its top, chained once per encoder (see below).
+_CHAINS = weakref.WeakKeyDictionary()
+
+
 def stage_outputs(base) -> dict:
-    """``{"stage1": output, ...}`` of a KerasHub DINO encoder in ``base``'s graph
-    (its second output, a dict, which Keras flattens in sorted key order)."""
+    """``{"stage1": output, ...}``: each block's output (before the final norm)
+    of the KerasHub encoder in ``base``'s graph.
+
+    DINOv2's and DINOv3's encoders return them (their second output, a dict,
+    which Keras flattens in sorted key order). ViT's returns only its top, so
+    its blocks are called in a chain on the encoder's own input: the same
+    layers and weights, in the order the encoder calls them, built once per
+    encoder so that two stages share their lower blocks. Block ``i`` alone
+    then costs ``i`` blocks, not the whole encoder.
+    """
     for layer in base.layers:
-        if type(layer).__name__ in STAGED_CONTAINERS and layer._inbound_nodes:
+        kind = type(layer).__name__
+        if not layer._inbound_nodes:
+            continue
+        if kind in STAGED_CONTAINERS:
             outputs = layer._inbound_nodes[0].outputs
             names = sorted(f"stage{i}" for i in range(1, len(outputs)))
             return dict(zip(names, outputs[1:], strict=True))
+        if kind in CHAINED_CONTAINERS:
+            return dict(_chain(layer)[0])
     return {}
+
+
+def staged_top(base):
+    """``base``'s output, computed from the tensors :func:`stage_outputs` gives:
+    a gradient of the top then reaches them (Grad-CAM on an inner block).
+
+    The output itself, except where a ViT encoder's chained blocks stand in
+    for the encoder: then its final norm on the chain's last block."""
+    for layer in base.layers:
+        chained = type(layer).__name__ in CHAINED_CONTAINERS and layer._inbound_nodes
+        if chained and layer._inbound_nodes[0].outputs[0] is base.outputs[0]:
+            return _chain(layer)[1]
+    return base.outputs[0]
+
+
+def _chain(encoder):
+    """KerasHub's ``ViTEncoder.call`` on its node's input, one layer at a time:
+    ``({"stage1": block 1's output, ...}, top)``."""
+    if encoder not in _CHAINS:
+        x = encoder.dropout(encoder._inbound_nodes[0].input_tensors[0])
+        stages = {}
+        for i, block in enumerate(encoder.encoder_layers, start=1):
+            x = stages[f"stage{i}"] = block(x)
+        _CHAINS[encoder] = (stages, encoder.layer_norm(x))
+    return _CHAINS[encoder]
 
 
 def _numbered(prefix, n_features):

@@ -51,6 +51,10 @@ BLOCK_CONTAINERS = ("DINOV2Encoder", "DINOV3Encoder", "ViTEncoder")
 #: ``pyramid_outputs``, ``"stage1"`` to ``"stage{depth}"``): ``layer=`` takes them.
 STAGED_CONTAINERS = ("DINOV2Encoder", "DINOV3Encoder")
 
+#: The containers whose blocks ``layer=`` calls in a chain (``encoder_layers``)
+#: to reach block ``i``: KerasHub's ViT encoder returns only its top.
+CHAINED_CONTAINERS = ("ViTEncoder",)
+
 
 def hub_class(name):
     """The KerasHub class ``name`` (``"DINOV2Backbone"``, ``"CLIPVisionEncoder"``, ...)."""

@@ -95,19 +95,21 @@ def get_layer(base, name, parameter="layer"):
 TOKEN_POOLINGS = ("avg", "max", "cls", "cls+avg")
 
 
-def global_pool(tensor, pooling, prefix_tokens=0, output_label="out"):
+def global_pool(tensor, pooling, prefix_tokens=0, output_label="out", source=None):
     """Pool a feature map to a vector: ``(pooled tensor, label for feature names)``.
 
     A feature map ``(batch, height, width, channels)`` is pooled over space;
     a transformer's tokens ``(batch, tokens, width)``, of which the first
     ``prefix_tokens`` are the class token and registers, by
     :class:`TokenPooling`; a vector ``(batch, n)`` (an image embedding) is
-    kept and labelled ``output_label``.
+    kept and labelled ``output_label``. ``source``, the inner layer pooled
+    (``layer=``), names the pooling layer, which must be unique in the model.
     """
     if len(tensor.shape) == 2:
         return tensor, output_label
     if len(tensor.shape) == 3 and prefix_tokens and pooling is not None:
-        return TokenPooling(pooling, prefix_tokens, name=f"{pooling.replace('+', '_')}_pool")(tensor), pooling
+        name = f"{pooling.replace('+', '_')}_pool" + (f"_{source}" if source else "")
+        return TokenPooling(pooling, prefix_tokens, name=name)(tensor), pooling
     if pooling in ("cls", "cls+avg"):
         raise ValueError(
             f"pooling={pooling!r} takes a transformer's class token; this backbone outputs "
