@@ -11,7 +11,20 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
-from ._hub_backbones import HUB_CLASSES, HUB_TABLE, import_keras_hub, is_preset_reference, preset_description
+from ._hub_backbones import (
+    HUB_CLASSES,
+    HUB_RESIZING,
+    HUB_TABLE,
+    import_keras_hub,
+    is_preset_reference,
+    preset_description,
+)
+
+#: How images reach the input size when the estimators' ``resize`` and
+#: ``interpolation`` are ``"auto"`` and the network has no resizing of its
+#: own: stretched, bilinear, as ``keras.utils.load_img`` does (the 40
+#: ``keras.applications`` networks, custom backbones).
+DEFAULT_RESIZING = ("stretch", "bilinear")
 
 #: How each family of networks expects its input to be scaled. Every network
 #: skptm builds takes raw RGB in 0-255 and applies its family's step inside.
@@ -57,6 +70,13 @@ class BackboneSpec:
     config : dict
         KerasHub constructor arguments of the architecture, for
         ``weights=None`` (built offline, randomly initialised).
+    preset : str or None
+        The KerasHub handle or folder the user named, for a preset outside
+        the registry.
+    resizing : tuple of str
+        ``(resize, interpolation)`` that ``"auto"`` stands for: the
+        preset's image converter's for a KerasHub backbone, else
+        :data:`DEFAULT_RESIZING`.
     """
 
     name: str
@@ -69,6 +89,7 @@ class BackboneSpec:
     architecture: str | None = None
     config: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
     preset: str | None = None
+    resizing: tuple = DEFAULT_RESIZING
 
     @property
     def source_preset(self) -> str:
@@ -152,7 +173,18 @@ _SPECS = (
     _spec("NASNetMobile", "nasnet_mobile", "tf", 224, 1056),
     _spec("NASNetLarge", "nasnet_large", "tf", 331, 4032),
 ) + tuple(
-    BackboneSpec(name, HUB_CLASSES[family], preprocessing, size, features, KERAS_HUB, licence, family, config)
+    BackboneSpec(
+        name,
+        HUB_CLASSES[family],
+        preprocessing,
+        size,
+        features,
+        KERAS_HUB,
+        licence,
+        family,
+        config,
+        resizing=HUB_RESIZING[family],
+    )
     for name, family, preprocessing, size, features, licence, config in HUB_TABLE
 )
 
@@ -219,6 +251,7 @@ def _preset_spec(preset) -> BackboneSpec:
         family,
         description["config"],
         preset=preset,
+        resizing=description["resizing"],
     )
 
 
@@ -280,8 +313,10 @@ def list_backbones():
         ``"preprocessing"`` (family: ``"caffe"``, ``"tf"``, ``"torch"``,
         ``"clip"`` or ``"none"``), ``"feature_size"`` (length of the pooled
         feature vector), ``"source"`` (``"keras.applications"`` or
-        ``"keras_hub"``) and ``"licence"`` (of the pretrained weights).
-        Pass the list to ``pandas.DataFrame`` for a table.
+        ``"keras_hub"``), ``"licence"`` (of the pretrained weights), and
+        ``"resize"`` and ``"interpolation"`` (how ``"auto"`` brings images
+        to the input size for it). Pass the list to ``pandas.DataFrame`` for
+        a table.
 
     Examples
     --------
@@ -289,7 +324,7 @@ def list_backbones():
     >>> [b for b in list_backbones() if b["name"] == "resnet50"]
     [{'name': 'resnet50', 'keras_name': 'ResNet50', 'input_size': 224, \
 'preprocessing': 'caffe', 'feature_size': 2048, 'source': 'keras.applications', \
-'licence': 'Apache-2.0'}]
+'licence': 'Apache-2.0', 'resize': 'stretch', 'interpolation': 'bilinear'}]
     """
     return [
         {
@@ -300,6 +335,8 @@ def list_backbones():
             "feature_size": spec.feature_size,
             "source": spec.source,
             "licence": spec.licence,
+            "resize": spec.resizing[0],
+            "interpolation": spec.resizing[1],
         }
         for spec in _SPECS
     ]

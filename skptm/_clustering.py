@@ -32,7 +32,7 @@ def cluster_images(
     input_size=None,
     pooling="avg",
     layer=None,
-    resize="stretch",
+    resize="auto",
     batch_size=32,
     precision="float32",
     engine="auto",

@@ -12,14 +12,20 @@ import warnings
 import numpy as np
 
 from ._batches import as_source, stream_batches
-from ._images import ImageReader
+from ._images import AUTO, ImageReader
 from .exceptions import ImageReadWarning
 
 
-def make_source(network, X, *, resize="stretch", interpolation="bilinear"):
-    """The batch source for ``X`` as ``network`` takes it."""
+def make_source(network, X, *, resize="auto", interpolation="auto"):
+    """The batch source for ``X`` as ``network`` takes it: images resized as
+    ``resize`` and ``interpolation`` say, ``"auto"`` standing for the
+    backbone's own (:attr:`FeatureNetwork.resizing
+    <skptm.networks.FeatureNetwork.resizing>`)."""
     if not network.takes_images:
         return as_source(X, None)
+    own_resize, own_interpolation = network.resizing
+    resize = own_resize if resize == AUTO else resize
+    interpolation = own_interpolation if interpolation == AUTO else interpolation
     return as_source(X, ImageReader(network.input_size, resize, interpolation))
 
 

@@ -17,7 +17,7 @@ from sklearn.utils.validation import (
 
 from ._backbones import PREPROCESSING_FAMILIES
 from ._doc_links import DocLinkMixin
-from ._images import INTERPOLATIONS, RESIZE_POLICIES
+from ._images import AUTO, INTERPOLATIONS, RESIZE_POLICIES
 from ._validation import N_JOBS, check_parameter_values
 from .engines import ENGINE_CHOICES, PRECISION_CHOICES
 
@@ -34,11 +34,12 @@ PARAMETERS_DOC = """
     input_size : int, (int, int) or None, default=None
         Image size; ``None`` is the backbone's native size.
 
-    resize : {"stretch", "center_crop", "pad"}, default="stretch"
-        How images are brought to ``input_size``.
+    resize : {"auto", "stretch", "center_crop", "pad"}, default="auto"
+        How images are brought to ``input_size``; ``"auto"`` is the
+        backbone's own, as for the transformer.
 
-    interpolation : str, default="bilinear"
-        Resampling filter.
+    interpolation : str, default="auto"
+        Resampling filter; ``"auto"`` is the backbone's own.
 
     preprocessing : {"caffe", "tf", "torch", "none"} or None, default=None
         Override the backbone's preprocessing family.
@@ -255,8 +256,8 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         "backbone": [str, callable],
         "weights": [StrOptions({"imagenet"}), str, os.PathLike, None],
         "input_size": [Interval(Integral, 1, None, closed="left"), tuple, list, None],
-        "resize": [StrOptions(set(RESIZE_POLICIES))],
-        "interpolation": [StrOptions(set(INTERPOLATIONS))],
+        "resize": [StrOptions({AUTO, *RESIZE_POLICIES})],
+        "interpolation": [StrOptions({AUTO, *INTERPOLATIONS})],
         "preprocessing": [StrOptions(set(PREPROCESSING_FAMILIES)), None],
         "pooling": [StrOptions({"avg", "max", "cls", "cls+avg"})],
         "hidden_units": [tuple, list],
@@ -288,8 +289,8 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         backbone="efficientnet_b0",
         weights="imagenet",
         input_size=None,
-        resize="stretch",
-        interpolation="bilinear",
+        resize="auto",
+        interpolation="auto",
         preprocessing=None,
         pooling="avg",
         hidden_units=(),

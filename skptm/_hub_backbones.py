@@ -39,6 +39,24 @@ HUB_ARCHITECTURES = {
     "clip": "CLIP (OpenAI, 2021): image tower of an image-text model; projected class-token embedding",
 }
 
+#: How each family's KerasHub presets resize an image to the input size, as
+#: KerasHub's converters of the original checkpoints set their image
+#: converters (``tools/checkpoint_conversion/convert_*_checkpoints.py``):
+#: ``(resize, interpolation)`` in skptm's terms. ``"center_crop"`` is the
+#: converters' ``crop_to_aspect_ratio=True`` (the largest centred crop of the
+#: target's shape, then resized); ``"stretch"``, ``crop_to_aspect_ratio=False``.
+HUB_RESIZING = {
+    "dinov2": ("center_crop", "bicubic"),
+    "dinov3": ("stretch", "bilinear"),
+    "vit": ("center_crop", "bilinear"),
+    "siglip": ("stretch", "bicubic"),
+    "clip": ("center_crop", "bicubic"),
+}
+
+#: KerasHub's (TensorFlow's) interpolation names -> Pillow's filter in skptm's terms.
+_INTERPOLATION_NAMES = {"lanczos3": "lanczos", "lanczos5": "lanczos", "area": "box"}
+_PILLOW_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
+
 #: The KerasHub class of each family's preset, and of its image tower when
 #: the preset holds an image-text model.
 HUB_CLASSES = {
@@ -169,7 +187,9 @@ def preset_description(preset) -> dict:
     description : dict
         ``name`` (its last path part), ``keras_name``, ``family``,
         ``input_size``, ``feature_size``, ``config`` (of the image tower),
-        and ``scale_offset`` (its image converter's, or ``None``).
+        ``scale_offset`` (its image converter's, or ``None``) and
+        ``resizing`` (its image converter's ``(resize, interpolation)``; the
+        family's without one).
     """
     config = _preset_json(preset, "config.json")
     family = PRESET_FAMILIES.get(config.get("class_name"))
@@ -183,9 +203,10 @@ def preset_description(preset) -> dict:
     if family == "clip":
         tower["projection_dim"] = outer["projection_dim"]
     converter = _preset_json(preset, "image_converter.json", missing_ok=True)
-    scale_offset = None
+    scale_offset, resizing = None, HUB_RESIZING[family]
     if converter is not None:
         scale_offset = (converter["config"].get("scale"), converter["config"].get("offset"))
+        resizing = converter_resizing(converter["config"], family)
     return {
         "name": os.path.basename(os.path.normpath(preset.split("://", 1)[-1])),
         "keras_name": HUB_CLASSES[family],
@@ -194,7 +215,24 @@ def preset_description(preset) -> dict:
         "feature_size": int(outer["projection_dim"] if family == "clip" else tower["hidden_dim"]),
         "config": tower,
         "scale_offset": scale_offset,
+        "resizing": resizing,
     }
+
+
+def converter_resizing(config, family) -> tuple:
+    """``(resize, interpolation)`` of a KerasHub image converter's config, in
+    skptm's terms (an interpolation Pillow lacks: the family's)."""
+    if config.get("pad_to_aspect_ratio"):
+        resize = "pad"
+    elif config.get("crop_to_aspect_ratio", True):  # KerasHub's default
+        resize = "center_crop"
+    else:
+        resize = "stretch"
+    interpolation = config.get("interpolation", "bilinear")
+    interpolation = _INTERPOLATION_NAMES.get(interpolation, interpolation)
+    if interpolation not in _PILLOW_FILTERS:
+        interpolation = HUB_RESIZING[family][1]
+    return resize, interpolation
 
 
 def _preset_json(preset, filename, missing_ok=False):

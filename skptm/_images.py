@@ -35,6 +35,11 @@ from PIL import Image, ImageOps
 
 RESIZE_POLICIES = ("stretch", "center_crop", "pad")
 
+#: The estimators' default ``resize`` and ``interpolation``: the backbone's
+#: own (stretch and bilinear for the ``keras.applications`` networks; each
+#: KerasHub preset's image converter's for the transformers).
+AUTO = "auto"
+
 INTERPOLATIONS = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,

@@ -12,7 +12,7 @@ from sklearn.utils.validation import validate_data
 
 from ._backbones import PREPROCESSING_FAMILIES
 from ._doc_links import DocLinkMixin
-from ._images import INTERPOLATIONS, RESIZE_POLICIES
+from ._images import AUTO, INTERPOLATIONS, RESIZE_POLICIES
 from ._validation import N_JOBS, check_parameter_values
 from .engines import ENGINE_CHOICES, PRECISION_CHOICES
 
@@ -68,15 +68,22 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
         Size ``(height, width)`` the images are resized to; an int is a
         square. ``None`` uses the backbone's native size (e.g. 224).
 
-    resize : {"stretch", "center_crop", "pad"}, default="stretch"
+    resize : {"auto", "stretch", "center_crop", "pad"}, default="auto"
         ``"stretch"`` ignores the aspect ratio, as ``keras.utils.load_img``
         does; ``"center_crop"`` resizes the shorter side and crops the
         centre; ``"pad"`` fits the whole image and fills the borders with
-        black. Images already at ``input_size`` are not resampled.
+        black. ``"auto"`` is the backbone's own: ``"stretch"`` for the
+        ``keras.applications`` networks and custom backbones; for a KerasHub
+        transformer, its preset's image converter's (``"center_crop"`` for
+        DINOv2, CLIP and ViT, ``"stretch"`` for DINOv3 and SigLIP). Images
+        already at ``input_size`` are not resampled.
 
-    interpolation : {"bilinear", "nearest", "bicubic", "lanczos", "box", \
-"hamming"}, default="bilinear"
-        Resampling filter for resizing.
+    interpolation : {"auto", "bilinear", "nearest", "bicubic", "lanczos", \
+"box", "hamming"}, default="auto"
+        Resampling filter for resizing. ``"auto"`` is the backbone's own:
+        ``"bilinear"`` for the ``keras.applications`` networks and custom
+        backbones; for a KerasHub transformer, its preset's (``"bicubic"``
+        for DINOv2, CLIP and SigLIP, ``"bilinear"`` for DINOv3 and ViT).
 
     preprocessing : {"caffe", "tf", "torch", "none"} or None, default=None
         Override the backbone's preprocessing family. ``None`` uses the
@@ -206,8 +213,8 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
         "pooling": [StrOptions({"avg", "max", "cls", "cls+avg"}), None],
         "layer": [str, list, tuple, None],
         "input_size": [Interval(Integral, 1, None, closed="left"), tuple, list, None],
-        "resize": [StrOptions(set(RESIZE_POLICIES))],
-        "interpolation": [StrOptions(set(INTERPOLATIONS))],
+        "resize": [StrOptions({AUTO, *RESIZE_POLICIES})],
+        "interpolation": [StrOptions({AUTO, *INTERPOLATIONS})],
         "preprocessing": [StrOptions(set(PREPROCESSING_FAMILIES)), None],
         "tta": [str, list, tuple, None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -226,8 +233,8 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
         pooling="avg",
         layer=None,
         input_size=None,
-        resize="stretch",
-        interpolation="bilinear",
+        resize="auto",
+        interpolation="auto",
         preprocessing=None,
         tta=None,
         batch_size=32,

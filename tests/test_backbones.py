@@ -26,7 +26,17 @@ def test_list_backbones_describes_each():
     rows = [row for row in skptm.list_backbones() if row["source"] == "keras.applications"]
     assert len(rows) == 40
     assert {tuple(sorted(row)) for row in skptm.list_backbones()} == {
-        ("feature_size", "input_size", "keras_name", "licence", "name", "preprocessing", "source")
+        (
+            "feature_size",
+            "input_size",
+            "interpolation",
+            "keras_name",
+            "licence",
+            "name",
+            "preprocessing",
+            "resize",
+            "source",
+        )
     }
     by_name = {row["name"]: row for row in rows}
     assert by_name["resnet50"] == {
@@ -37,6 +47,8 @@ def test_list_backbones_describes_each():
         "feature_size": 2048,
         "source": "keras.applications",
         "licence": "Apache-2.0",
+        "resize": "stretch",
+        "interpolation": "bilinear",
     }
     assert by_name["inception_v3"]["input_size"] == 299
     assert by_name["densenet121"]["preprocessing"] == "torch"

@@ -71,7 +71,7 @@ def small_backbone(name, size):
     return models.CLIPBackbone(vision, models.CLIPTextEncoder(max_sequence_length=8, **text), projection_dim=16)
 
 
-def write_preset(folder, name, size, scale=None, offset=None):
+def write_preset(folder, name, size, scale=None, offset=None, **converter_options):
     spec = get_backbone_spec(name)
     backbone = small_backbone(name, size)
     backbone.save_to_preset(str(folder))
@@ -80,6 +80,7 @@ def write_preset(folder, name, size, scale=None, offset=None):
         image_size=(size, size),
         scale=list(default_scale if scale is None else scale),
         offset=list(default_offset if offset is None else offset),
+        **converter_options,
     )
     converter.save_to_preset(str(folder))
     return backbone, converter
@@ -151,10 +152,39 @@ def test_features_equal_keras_hub_by_hand_on_real_photos(name, presets, photos):
 
 
 def _resized(path, size):
-    """The photo as skptm's default reader gives it to the network (stretched to size)."""
+    """The photo stretched to size (bilinear): at the input size, the reader resamples nothing."""
     from PIL import Image
 
     return np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+
+
+def test_auto_resizing_is_each_presets_own(presets, photos, tmp_path):
+    """``resize="auto"`` and ``interpolation="auto"`` resize as each family's
+    KerasHub presets do (their image converters), the 40 networks as
+    ``keras.utils.load_img``; a preset named by folder as its own converter."""
+    rows = {row["name"]: (row["resize"], row["interpolation"]) for row in skptm.list_backbones()}
+    assert rows["resnet50"] == ("stretch", "bilinear")
+    assert rows["dinov2_small"] == rows["clip_vit_base_patch16"] == ("center_crop", "bicubic")
+    assert rows["dinov3_vit_base_lvd1689m"] == ("stretch", "bilinear")
+    assert rows["siglip2_so400m_patch14_224"] == ("stretch", "bicubic")
+    assert rows["vit_base_patch16_224_imagenet"] == ("center_crop", "bilinear")
+
+    name, folder = "dinov2_with_registers_small", presets["dinov2_with_registers_small"]
+    wide = photos[:2]  # 451x300 and 384x303: a crop and a stretch differ
+    auto = PretrainedFeatureTransformer(name, weights=folder, input_size=56).fit_transform(wide)
+    explicit = PretrainedFeatureTransformer(
+        name, weights=folder, input_size=56, resize="center_crop", interpolation="bicubic"
+    ).fit_transform(wide)
+    stretched = PretrainedFeatureTransformer(
+        name, weights=folder, input_size=56, resize="stretch", interpolation="bilinear"
+    ).fit_transform(wide)
+    np.testing.assert_array_equal(auto, explicit)
+    assert not np.allclose(auto, stretched, rtol=1e-3)
+
+    assert get_backbone_spec(str(folder)).resizing == ("center_crop", "bilinear")  # KerasHub's defaults
+    own = tmp_path / "stretching_preset"
+    write_preset(own, name, 56, crop_to_aspect_ratio=False, interpolation="lanczos3")
+    assert get_backbone_spec(str(own)).resizing == ("stretch", "lanczos")
 
 
 @pytest.mark.exhaustive  # two fresh processes: the second tier keeps the unit tier's time

@@ -121,8 +121,9 @@ def add_network_options(command, backbone="resnet50"):
     command.add_argument(
         "--resize",
         choices=choices(PretrainedFeatureTransformer, "resize"),
-        default="stretch",
-        help="how images reach the input size (default: %(default)s)",
+        default="auto",
+        help="how images reach the input size (default: %(default)s, the network's own: stretch for the "
+        "keras.applications networks, each KerasHub preset's converter's for the transformers)",
     )
     add_batch_options(command)
     command.add_argument(

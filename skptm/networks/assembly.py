@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import keras
 
-from .._backbones import feature_names
+from .._backbones import DEFAULT_RESIZING, feature_names
 from .description import Blueprint, FeatureNetwork
 from .hub import CHAINED_CONTAINERS, STAGED_CONTAINERS
 from .layers import FixedAffine, ImagePreprocessing, get_layer, global_pool, set_affine
@@ -80,6 +80,7 @@ def describe(base, spec, backbone, family, pooling, layers, input_size, precisio
         views=tuple(views),
         prefix_tokens=spec.prefix_tokens if hub else 0,
         output_label="embedding" if hub else "out",
+        resizing=spec.resizing if spec is not None else DEFAULT_RESIZING,
     )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._backbones import DEFAULT_RESIZING
 from .layers import quiet_retracing_warnings
 
 
@@ -57,6 +58,9 @@ class Blueprint:
     output_label : str
         Feature-name label of an output that is already a vector
         (``"embedding"`` for CLIP and SigLIP).
+    resizing : tuple of str
+        ``(resize, interpolation)`` of the backbone's own (its registry
+        entry's): what the estimators' ``"auto"`` stands for.
     """
 
     base: object
@@ -75,6 +79,7 @@ class Blueprint:
     views: tuple = ()
     prefix_tokens: int = 0
     output_label: str = "out"
+    resizing: tuple = DEFAULT_RESIZING
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,11 @@ class FeatureNetwork:
     @property
     def n_features(self) -> int:
         return len(self.feature_names)
+
+    @property
+    def resizing(self) -> tuple:
+        """``(resize, interpolation)`` of the backbone's own (:attr:`Blueprint.resizing`)."""
+        return self.blueprint.resizing if self.blueprint is not None else DEFAULT_RESIZING
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Features of one batch, as a float32 array."""
