@@ -84,14 +84,16 @@ def explain(estimator, images, *, target=None, layer=None):
     A model fitted with ``pooling="cls"`` has features that no patch token
     of the last block's output feeds: pass ``layer=`` for an earlier block
     (``"stage11"`` of a 12-block DINO or ViT) to see where its class token looked.
+    For CLIP and SigLIP, whose features are an image embedding, the map is
+    on the patch tokens of the deepest block that feeds it: SigLIP's last,
+    CLIP's last but one (its embedding is the last block's class token).
 
     Parameters
     ----------
     estimator : FineTunedClassifier or FineTunedRegressor
-        Fitted, on an image backbone with a spatial output: every
-        convolutional network of :func:`~skptm.list_backbones` and the
-        DINOv2, DINOv3 and ViT transformers, or a custom convolutional one
-        (not CLIP's and SigLIP's image embeddings).
+        Fitted, on an image backbone with a spatial output: every network
+        of :func:`~skptm.list_backbones` (the convolutional networks and
+        the KerasHub transformers), or a custom convolutional one.
     images : images
         Any form the estimators take: paths, PIL images, arrays, a pandas
         column. Read as ``predict`` reads them (orientation, colour modes,
@@ -104,8 +106,8 @@ def explain(estimator, images, *, target=None, layer=None):
     layer : str or None, default=None
         The backbone layer whose output is the feature map, by name: a layer
         of the backbone's own Keras model (for MobileNetV2, e.g.
-        ``"block_13_expand_relu"``), or a block of a DINOv2 or DINOv3
-        backbone, ``"stage1"`` to its depth; a name it lacks is answered
+        ``"block_13_expand_relu"``), or a block of a KerasHub transformer,
+        ``"stage1"`` to its depth; a name it lacks is answered
         with those that have a spatial output. ``None`` is the backbone's
         output.
         Earlier layers give finer, noisier maps.
@@ -289,7 +291,7 @@ class _GradCam:
         import keras
         import tensorflow as tf
 
-        from .networks import ImagePreprocessing, TokenPooling, staged_top
+        from .networks import ImagePreprocessing, TokenPooling, staged_top, tower_blocks
 
         base = trained.base
         self.base, self.head, self.pooling = base, trained.head, blueprint.pooling
@@ -298,11 +300,16 @@ class _GradCam:
         if blueprint.preprocessing != "none":
             self.preprocessing = ImagePreprocessing(blueprint.preprocessing, dtype="float32")
         self.prefix_tokens = blueprint.prefix_tokens
+        self.tokens_known = self.prefix_tokens > 0  # DINOv2, DINOv3, ViT: class token first
         top_shape = tuple(base.outputs[0].shape)
         # A vision transformer's tokens: pooled as its features are, mapped on its patch grid.
         self.token_pooling = None
-        if _is_tokens(top_shape, self.prefix_tokens):
+        if _is_tokens(top_shape, self.tokens_known):
             self.token_pooling = TokenPooling(blueprint.pooling, self.prefix_tokens, dtype="float32")
+        tower = tower_blocks(base)
+        if tower is not None:  # CLIP, SigLIP: an embedding, mapped on a block's patch tokens
+            layer = _tower_layer(tower, layer, base)
+            self.prefix_tokens, self.tokens_known = tower.prefix_tokens, True
         self.extractor = None
         if layer is None:
             map_shape, what = top_shape, f"backbone {base.name!r}"
@@ -312,11 +319,13 @@ class _GradCam:
             output = _layer_output(base, layer)
             map_shape, what = tuple(output.shape), f"layer {layer!r} of {base.name!r}"
             self.extractor = keras.Model(base.inputs, [output, staged_top(base)], name="skptm_grad_cam")
-        _check_spatial(map_shape, what, self.prefix_tokens)
-        self.grid = None
-        if len(map_shape) == 3:
-            self.grid = _patch_grid(map_shape[1] - self.prefix_tokens, blueprint.input_size, what)
+        _check_spatial(map_shape, what, self.tokens_known)
         height, width = blueprint.input_size
+        self.grid = None
+        if tower is not None:
+            self.grid = (height // tower.patch_size, width // tower.patch_size)
+        elif len(map_shape) == 3:
+            self.grid = _patch_grid(map_shape[1] - self.prefix_tokens, blueprint.input_size, what)
         self._step = tf.function(
             self._gradients,
             autograph=False,  # no Python control flow on tensors to convert
@@ -376,7 +385,9 @@ class _GradCam:
         else:
             feature_map, top = self.extractor(x, training=False)
         top = keras.ops.cast(top, "float32")
-        if self.token_pooling is not None:
+        if len(top.shape) == 2:  # an image embedding (CLIP, SigLIP): the features themselves
+            pooled = top
+        elif self.token_pooling is not None:
             pooled = self.token_pooling(top)
         elif self.pooling == "avg":
             pooled = keras.ops.mean(top, axis=(1, 2))
@@ -443,22 +454,35 @@ def _is_spatial(layer):
     return len(shape) == 4
 
 
-def _is_tokens(shape, prefix_tokens):
+def _is_tokens(shape, tokens_known):
     """Whether ``shape`` is a vision transformer's tokens, ``(batch, tokens, width)``,
-    of a backbone whose first ``prefix_tokens`` (class token, registers) skptm knows."""
-    return len(shape) == 3 and prefix_tokens > 0
+    of a backbone whose tokens before the patches (class token, registers) skptm knows."""
+    return len(shape) == 3 and tokens_known
 
 
-def _check_spatial(shape, what, prefix_tokens=0):
-    if len(shape) != 4 and not _is_tokens(shape, prefix_tokens):
+def _check_spatial(shape, what, tokens_known=False):
+    if len(shape) != 4 and not _is_tokens(shape, tokens_known):
         raise ValueError(
             f"Grad-CAM needs a feature map with positions, (batch, height, width, channels), or a vision "
             f"transformer's patch tokens; the output of {what} has shape {shape}. explain supports "
             "convolutional backbones (every network of skptm.list_backbones(), or a custom convolutional "
-            "one) and the DINOv2, DINOv3 and ViT backbones, not image embeddings (CLIP, SigLIP), tokens "
-            "of a custom backbone nor vector outputs; pass layer=NAME for a layer with a spatial output, "
-            "where it has one."
+            "one) and the KerasHub transformers of the registry, not tokens of a custom backbone nor "
+            "vector outputs; pass layer=NAME for a layer with a spatial output, where it has one."
         )
+
+
+def _tower_layer(tower, layer, base):
+    """The block of a CLIP or SigLIP image tower that Grad-CAM maps: ``layer``,
+    or by default the deepest whose patch tokens reach the embedding."""
+    if layer is None:
+        return tower.deepest
+    if layer in tower.names and tower.names.index(layer) > tower.names.index(tower.deepest):
+        raise ValueError(
+            f"The image embedding of {base.name!r} is its last block's class token, which no patch token "
+            f"of that block's output feeds: Grad-CAM at layer {layer!r} would be empty. Pass "
+            f"layer={tower.deepest!r} (the default) or an earlier block. Received: layer={layer!r}"
+        )
+    return layer
 
 
 def _patch_grid(n_patches, input_size, what):

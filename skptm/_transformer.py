@@ -63,6 +63,8 @@ class PretrainedFeatureTransformer(DocLinkMixin, TransformerMixin, BaseEstimator
         Extract from this inner layer of the backbone instead of its top;
         with a list, the pooled features of every named layer are
         concatenated in order. Earlier layers give more generic features.
+        For a KerasHub transformer, ``"stage{i}"`` is the output of its
+        ``i``-th block (1 to its depth), in every family.
 
     input_size : int, (int, int) or None, default=None
         Size ``(height, width)`` the images are resized to; an int is a

@@ -220,7 +220,7 @@ def test_backbones_without_positions_are_refused():
     images = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
     clf = FineTunedClassifier(tokens, input_size=32, unfreeze=0, random_state=0).fit(images, [0, 1] * 3)
     with pytest.raises(
-        ValueError, match=r"\(batch, height, width, channels\).*not image embeddings.*tokens of a custom backbone"
+        ValueError, match=r"\(batch, height, width, channels\).*KerasHub transformers.*not tokens of a custom backbone"
     ):
         skptm.explain(clf, images)
 

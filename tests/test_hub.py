@@ -520,6 +520,25 @@ def test_the_blocks_of_a_vit_are_layers_by_their_stage_names(presets, photos):
     np.testing.assert_allclose(chained(scaled), base(scaled), rtol=1e-5, atol=1e-5)
 
 
+def test_clip_and_siglip_blocks_are_layers_pooled_as_tokens(presets, photos):
+    """``layer="stage{i}"`` names CLIP's and SigLIP's blocks too (their layer
+    names differ between a preset and a configuration), and their tokens are
+    pooled as a transformer's: CLIP's class token first, SigLIP without one."""
+    for name, prefix in (("clip_vit_base_patch32", 1), ("siglip_base_patch16_224", 0)):
+        folder = presets[name]
+        images = np.stack([_resized(p, SMALL[name]) for p in photos])
+        vision = keras_hub.models.Backbone.from_preset(str(folder)).vision_encoder
+        first = [layer for layer in vision.layers if "encoder_block" in layer.name][0]
+        scaled = keras_hub.layers.ImageConverter.from_preset(str(folder))(images.astype("float32"))
+        tokens = np.asarray(keras.Model(vision.inputs, first.output)(scaled), np.float64)
+        features = PretrainedFeatureTransformer(name, weights=folder, layer="stage1").fit_transform(images)
+        np.testing.assert_allclose(features, tokens[:, prefix:].mean(axis=1), rtol=1e-4, atol=1e-5)
+        random = PretrainedFeatureTransformer(name, weights=None, layer="stage1").fit(images)
+        assert random.get_feature_names_out()[0] == f"{name}_stage1_avg_0"
+    with pytest.raises(ValueError, match="class token.*have none"):
+        PretrainedFeatureTransformer(name, weights=folder, layer="stage1", pooling="cls").fit(images).transform(images)
+
+
 # -- Grad-CAM on the patch grid ----------------------------------------------------------------
 
 
@@ -569,17 +588,52 @@ def test_grad_cam_of_the_class_token_looks_through_an_earlier_block(presets, two
         skptm.explain(clf, X[:2], layer="stage9")
 
 
-def test_grad_cam_refuses_an_image_embedding(presets, two_themes):
+@pytest.mark.parametrize(
+    ("name", "block", "prefix"),
+    [("siglip_base_patch16_224", 1, 0), ("clip_vit_base_patch32", 0, 1)],
+)
+def test_grad_cam_of_an_image_embedding_equals_grad_cam_by_hand(name, block, prefix, presets, photos):
+    """CLIP and SigLIP pool an embedding from their blocks' tokens: Grad-CAM maps
+    by default the deepest block whose patch tokens reach it (SigLIP's last,
+    CLIP's last but one: CLIP's embedding is its last block's class token),
+    computed here by hand on KerasHub's own model and the fitted head."""
+    import tensorflow as tf
     from PIL import Image
 
-    X, y = two_themes
-    size = SMALL["clip_vit_base_patch32"]
-    X = np.stack([np.asarray(Image.fromarray(x).resize((size, size))) for x in X])
-    clf = FineTunedClassifier(
-        "clip_vit_base_patch32", weights=presets["clip_vit_base_patch32"], unfreeze=0, random_state=0
-    ).fit(X, y)
-    with pytest.raises(ValueError, match="not image embeddings"):
-        skptm.explain(clf, X[:2])
+    size, folder = SMALL[name], presets[name]
+    images = np.stack([_resized(p, size) for p in photos])
+    clf = FineTunedClassifier(name, weights=folder, unfreeze=0, random_state=0)
+    clf.fit(np.concatenate([images, images[:, ::-1]]), [0, 1, 2, 3] * 2)
+
+    backbone = keras_hub.models.Backbone.from_preset(str(folder))
+    vision = backbone.vision_encoder
+    embedding = vision.outputs[0]
+    if name.startswith("clip"):
+        embedding = backbone.vision_projection(backbone.vision_pooler(embedding))
+    blocks = [layer for layer in vision.layers if "encoder_block" in layer.name]
+    by_hand = keras.Model(vision.inputs, [blocks[block].output, embedding])
+    scale, offset = clf._trained.head.get_layer("head_standardize").get_weights()
+    kernel, bias = clf._trained.head.get_layer("head_output").get_weights()
+    scaled = tf.constant(keras_hub.layers.ImageConverter.from_preset(str(folder))(images.astype("float32")))
+    columns = np.searchsorted(clf.classes_, clf.predict(images))
+    with tf.GradientTape() as tape:
+        tokens, pooled = by_hand(scaled)
+        logits = (pooled * scale + offset) @ kernel + bias
+        centred = logits - tf.reduce_mean(logits, axis=1, keepdims=True)
+        score = tf.reduce_sum(tf.gather(centred, columns, axis=1, batch_dims=1))
+    gradients = tape.gradient(score, tokens).numpy()[:, prefix:]
+    patches = tokens.numpy()[:, prefix:]
+    grid = int(round(patches.shape[1] ** 0.5))
+    maps = skptm.explain(clf, images)
+    for grad, patch, actual in zip(gradients, patches, maps, strict=True):
+        coarse = np.maximum(patch @ grad.mean(axis=0), 0).reshape(grid, grid).astype(np.float32)
+        heat = np.asarray(Image.fromarray(coarse, "F").resize((size, size), Image.Resampling.BILINEAR))
+        expected = heat / heat.max() if heat.max() > 0 else heat
+        np.testing.assert_allclose(actual, expected, atol=1e-4)
+    assert all(m.max() == pytest.approx(1) for m in maps)
+    if name.startswith("clip"):
+        with pytest.raises(ValueError, match=r"class token.*layer='stage1' \(the default\)"):
+            skptm.explain(clf, images[:1], layer="stage2")
 
 
 @pytest.mark.parametrize("name", ["vit_base_patch16_224_imagenet", "siglip_base_patch16_224", "clip_vit_base_patch32"])

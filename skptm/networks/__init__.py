@@ -31,6 +31,7 @@ from .building import build_backbone, fetch_weights
 from .cache import NETWORKS, backbone_takes_table, cache_info, clear_network_cache, get_feature_network
 from .description import Blueprint, FeatureNetwork
 from .fingerprints import base_fingerprint, fingerprint, model_identity
+from .hub import TowerBlocks, tower_blocks
 from .layers import (
     FixedAffine,
     ImagePreprocessing,
@@ -72,6 +73,8 @@ __all__ = [
     "quiet_retracing_warnings",
     "reinitialize_random_weights",
     "stage_outputs",
+    "tower_blocks",
+    "TowerBlocks",
     "staged_top",
     "TokenPooling",
 ]

@@ -14,7 +14,7 @@ import keras
 
 from .._backbones import DEFAULT_RESIZING, feature_names
 from .description import Blueprint, FeatureNetwork
-from .hub import CHAINED_CONTAINERS, STAGED_CONTAINERS
+from .hub import CHAINED_CONTAINERS, STAGED_CONTAINERS, tower_block_layers, tower_blocks
 from .layers import FixedAffine, ImagePreprocessing, get_layer, global_pool, set_affine
 from .precision import dtype_policy_scope
 from .views import with_views
@@ -170,9 +170,19 @@ def _trunk(blueprint: Blueprint, base):
         parts = [(f"{blueprint.name}_{name}", name, out) for name, out in zip(blueprint.layers, outputs, strict=True)]
     else:
         parts = [(blueprint.name, None, base(x, training=False))]
+    # CLIP's and SigLIP's blocks give tokens where their top gives an embedding.
+    tower = tower_blocks(base) if blueprint.layers else None
+    prefix_tokens = tower.prefix_tokens if tower is not None else blueprint.prefix_tokens
     pooled, names = [], []
     for prefix, source, tensor in parts:
-        tensor, label = global_pool(tensor, blueprint.pooling, blueprint.prefix_tokens, blueprint.output_label, source)
+        tensor, label = global_pool(
+            tensor,
+            blueprint.pooling,
+            prefix_tokens,
+            blueprint.output_label,
+            source,
+            tokens=True if tower is not None else None,
+        )
         pooled.append(tensor)
         names.extend(pooled_feature_names(prefix, label, tensor.shape[-1]))
     output = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="features")(pooled)
@@ -188,9 +198,10 @@ def pooled_feature_names(prefix, label, n_features):
 
 
 def layer_output(base, name):
-    """The output of ``base``'s layer ``name``; for a KerasHub DINOv2, DINOv3 or
-    ViT backbone, whose blocks live inside one encoder layer, also the output
-    of block ``i`` by KerasHub's name for it, ``"stage{i}"`` (1 to depth)."""
+    """The output of ``base``'s layer ``name``; for a KerasHub transformer, also
+    the output of block ``i`` by one name in every family, ``"stage{i}"`` (1
+    to depth): KerasHub's name for the DINO blocks, which live inside one
+    encoder layer, as do ViT's."""
     stages = stage_outputs(base)
     if name in stages:
         return stages[name]
@@ -215,7 +226,10 @@ def stage_outputs(base) -> dict:
     its blocks are called in a chain on the encoder's own input: the same
     layers and weights, in the order the encoder calls them, built once per
     encoder so that two stages share their lower blocks. Block ``i`` alone
-    then costs ``i`` blocks, not the whole encoder.
+    then costs ``i`` blocks, not the whole encoder. CLIP's and SigLIP's
+    blocks are layers of the image tower's own graph, whose names KerasHub
+    derives from the model's (a preset's differ from a configuration's):
+    ``"stage{i}"`` names them the same way whatever the weights.
     """
     for layer in base.layers:
         kind = type(layer).__name__
@@ -227,7 +241,8 @@ def stage_outputs(base) -> dict:
             return dict(zip(names, outputs[1:], strict=True))
         if kind in CHAINED_CONTAINERS:
             return dict(_chain(layer)[0])
-    return {}
+    blocks = tower_block_layers(base)
+    return {f"stage{i}": block._inbound_nodes[0].outputs[0] for i, block in enumerate(blocks, start=1)}
 
 
 def staged_top(base):

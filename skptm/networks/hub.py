@@ -51,6 +51,14 @@ BLOCK_CONTAINERS = ("DINOV2Encoder", "DINOV3Encoder", "ViTEncoder")
 #: ``pyramid_outputs``, ``"stage1"`` to ``"stage{depth}"``): ``layer=`` takes them.
 STAGED_CONTAINERS = ("DINOV2Encoder", "DINOV3Encoder")
 
+#: Image towers whose output is an embedding pooled from their blocks' tokens:
+#: block class -> (tokens before the patches in a block's output, how many
+#: blocks from the top the deepest is whose patch tokens reach the embedding).
+#: CLIP pools the last block's class token (after a per-token LayerNorm), which
+#: that block's patch tokens do not feed: the block below it is the deepest.
+#: SigLIP's attention pooling reads every token of its last block.
+EMBEDDING_TOWERS = {"CLIPEncoderLayer": (1, 2), "SigLIPEncoderLayer": (0, 1)}
+
 #: The containers whose blocks ``layer=`` calls in a chain (``encoder_layers``)
 #: to reach block ``i``: KerasHub's ViT encoder returns only its top.
 CHAINED_CONTAINERS = ("ViTEncoder",)
@@ -322,3 +330,46 @@ def text_tower(name, weights) -> TextTower:
 
     calibration = "softmax" if spec.architecture == "clip" else "sigmoid"
     return TextTower(embed, scale, bias, calibration)
+
+
+@dataclass(frozen=True)
+class TowerBlocks:
+    """The blocks of a CLIP or SigLIP image tower, for Grad-CAM.
+
+    Attributes
+    ----------
+    names : tuple of str
+        The blocks by skptm's names for them, ``"stage1"`` (bottom) to the depth.
+    prefix_tokens : int
+        Tokens before the patches in a block's output (CLIP's class token).
+    deepest : str
+        The deepest block whose patch tokens reach the embedding.
+    patch_size : int
+        Pixels per patch side: the grid is the input size divided by it
+        (KerasHub 0.32 gives SigLIP's tokens a symbolic length one too
+        many, counting a class token SigLIP does not have).
+    """
+
+    names: tuple
+    prefix_tokens: int
+    deepest: str
+    patch_size: int
+
+
+def tower_blocks(base):
+    """The :class:`TowerBlocks` of ``base`` if it is a CLIP or SigLIP image
+    tower (an embedding pooled from its blocks' tokens), else ``None``."""
+    blocks = tower_block_layers(base)
+    if not blocks:
+        return None
+    prefix_tokens, from_top = EMBEDDING_TOWERS[type(blocks[0]).__name__]
+    names = tuple(f"stage{i}" for i in range(1, len(blocks) + 1))
+    (patch_size,) = {layer.patch_size for layer in base.layers if type(layer).__name__.endswith("VisionEmbedding")}
+    return TowerBlocks(names, prefix_tokens, names[max(0, len(names) - from_top)], int(patch_size))
+
+
+def tower_block_layers(base) -> list:
+    """The blocks of a CLIP or SigLIP image tower ``base``, bottom to top
+    (layers of its own graph, named by KerasHub after the model: their names
+    differ between a preset and a configuration)."""
+    return [layer for layer in base.layers if type(layer).__name__ in EMBEDDING_TOWERS]

@@ -95,7 +95,7 @@ def get_layer(base, name, parameter="layer"):
 TOKEN_POOLINGS = ("avg", "max", "cls", "cls+avg")
 
 
-def global_pool(tensor, pooling, prefix_tokens=0, output_label="out", source=None):
+def global_pool(tensor, pooling, prefix_tokens=0, output_label="out", source=None, tokens=None):
     """Pool a feature map to a vector: ``(pooled tensor, label for feature names)``.
 
     A feature map ``(batch, height, width, channels)`` is pooled over space;
@@ -104,10 +104,18 @@ def global_pool(tensor, pooling, prefix_tokens=0, output_label="out", source=Non
     :class:`TokenPooling`; a vector ``(batch, n)`` (an image embedding) is
     kept and labelled ``output_label``. ``source``, the inner layer pooled
     (``layer=``), names the pooling layer, which must be unique in the model.
+    ``tokens`` says whether a 3-D ``tensor`` is a transformer's tokens
+    (default: where ``prefix_tokens`` is not 0; SigLIP's have no class token).
     """
     if len(tensor.shape) == 2:
         return tensor, output_label
-    if len(tensor.shape) == 3 and prefix_tokens and pooling is not None:
+    tokens = bool(prefix_tokens) if tokens is None else tokens
+    if len(tensor.shape) == 3 and tokens and pooling is not None:
+        if not prefix_tokens and pooling in ("cls", "cls+avg"):
+            raise ValueError(
+                f"pooling={pooling!r} takes a transformer's class token; the tokens of {source or 'this layer'!r} "
+                "have none (SigLIP's blocks). Use pooling='avg' or 'max'."
+            )
         name = f"{pooling.replace('+', '_')}_pool" + (f"_{source}" if source else "")
         return TokenPooling(pooling, prefix_tokens, name=name)(tensor), pooling
     if pooling in ("cls", "cls+avg"):
