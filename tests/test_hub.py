@@ -537,6 +537,8 @@ def test_clip_and_siglip_blocks_are_layers_pooled_as_tokens(presets, photos):
         assert random.get_feature_names_out()[0] == f"{name}_stage1_avg_0"
     with pytest.raises(ValueError, match="class token.*have none"):
         PretrainedFeatureTransformer(name, weights=folder, layer="stage1", pooling="cls").fit(images).transform(images)
+    with pytest.raises(ValueError, match="pooling=None flattens.*KerasHub states 50 where the network computes 49"):
+        PretrainedFeatureTransformer(name, weights=folder, layer="stage1", pooling=None).fit(images).transform(images)
 
 
 # -- Grad-CAM on the patch grid ----------------------------------------------------------------

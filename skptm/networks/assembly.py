@@ -175,6 +175,8 @@ def _trunk(blueprint: Blueprint, base):
     prefix_tokens = tower.prefix_tokens if tower is not None else blueprint.prefix_tokens
     pooled, names = [], []
     for prefix, source, tensor in parts:
+        if tower is not None and blueprint.pooling is None:
+            _check_token_count(tensor, tower, blueprint.input_size, source)
         tensor, label = global_pool(
             tensor,
             blueprint.pooling,
@@ -187,6 +189,19 @@ def _trunk(blueprint: Blueprint, base):
         names.extend(pooled_feature_names(prefix, label, tensor.shape[-1]))
     output = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="features")(pooled)
     return inputs, output, names
+
+
+def _check_token_count(tensor, tower, input_size, source):
+    """Flattened tokens (``pooling=None``) need their count: KerasHub 0.32
+    states one token too many for SigLIP's (a class token it does not have)."""
+    height, width = input_size
+    count = (height // tower.patch_size) * (width // tower.patch_size) + tower.prefix_tokens
+    if len(tensor.shape) == 3 and tensor.shape[1] != count:
+        raise ValueError(
+            f"pooling=None flattens the tokens of layer {source!r}, and KerasHub states {tensor.shape[1]} "
+            f"where the network computes {count}, so the feature count would be wrong. Pool them: "
+            "pooling='avg' or 'max'."
+        )
 
 
 def pooled_feature_names(prefix, label, n_features):
