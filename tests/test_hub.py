@@ -480,42 +480,59 @@ def test_unfreezing_everything_warns_about_nothing(presets, two_themes):
     assert not [w for w in caught if "Gradients do not exist" in str(w.message)], [str(w.message) for w in caught]
 
 
-def test_the_blocks_of_a_vit_are_layers_by_their_stage_names(presets, photos):
-    """KerasHub's ViT encoder returns only its top: ``layer="stage{i}"`` is block
-    i's output, as the encoder computes it (its blocks called in turn on the
-    patch embedding), and two stages share their lower blocks."""
-    name, folder = "vit_base_patch16_224_imagenet", presets["vit_base_patch16_224_imagenet"]
-    size = SMALL[name]
+@pytest.mark.parametrize(
+    ("name", "block_class"),
+    [
+        ("vit_base_patch16_224_imagenet", "ViTEncoderBlock"),
+        ("dinov2_with_registers_small", "DINOV2Layer"),
+        ("dinov3_vit_small_lvd1689m", "DINOV3Layer"),
+    ],
+)
+def test_the_blocks_inside_an_encoder_are_layers_by_their_stage_names(name, block_class, presets, photos):
+    """DINOv2, DINOv3 and ViT keep their blocks inside one encoder layer:
+    ``layer="stage{i}"`` is block i's output as KerasHub computes it (ViT's by
+    its blocks called in turn on the patch embedding, the DINO models' their
+    ``pyramid_outputs``), and costs only the blocks up to it."""
+    size, folder = SMALL[name], presets[name]
+    prefix = get_backbone_spec(name).prefix_tokens
     images = np.stack([_resized(p, size) for p in photos])
+    scaled = keras_hub.layers.ImageConverter.from_preset(str(folder))(images.astype("float32"))
     backbone = keras_hub.models.Backbone.from_preset(str(folder))
-    embedding = backbone.get_layer("vit_patching_and_embedding")
-    encoder = backbone.get_layer("vit_encoder")
-    x = embedding(keras_hub.layers.ImageConverter.from_preset(str(folder))(images.astype("float32")))
-    by_hand = []
-    for block in encoder.encoder_layers:
-        x = block(x)
-        by_hand.append(np.asarray(x, np.float64))
+    if name.startswith("vit"):
+        x = backbone.get_layer("vit_patching_and_embedding")(scaled)
+        by_hand = []
+        for block in backbone.get_layer("vit_encoder").encoder_layers:
+            x = block(x)
+            by_hand.append(np.asarray(x, np.float64))
+    else:
+        pyramid = keras.Model(backbone.inputs, [backbone.pyramid_outputs[f"stage{i}"] for i in (1, 2)])
+        by_hand = [np.asarray(tokens, np.float64) for tokens in pyramid(scaled)]
 
-    both = PretrainedFeatureTransformer(name, weights=folder, layer=["stage1", "stage2"], pooling="cls+avg")
+    both = PretrainedFeatureTransformer(
+        name, weights=folder, input_size=size, layer=["stage1", "stage2"], pooling="cls+avg"
+    )
     features = both.fit_transform(images)
     for i, tokens in enumerate(by_hand):
-        expected = np.concatenate([tokens[:, 0], tokens[:, 1:].mean(axis=1)], axis=1)
+        expected = np.concatenate([tokens[:, 0], tokens[:, prefix:].mean(axis=1)], axis=1)
         np.testing.assert_allclose(features[:, i * 2 * WIDTH : (i + 1) * 2 * WIDTH], expected, rtol=1e-4, atol=1e-5)
     assert both.get_feature_names_out()[2 * WIDTH] == f"{name}_stage2_cls_0"
     extractor = both._network().model.get_layer("layers")
-    assert sum(type(layer).__name__ == "ViTEncoderBlock" for layer in extractor.layers) == 2
+    assert sum(type(layer).__name__ == block_class for layer in extractor.layers) == 2
+    lower = PretrainedFeatureTransformer(name, weights=folder, input_size=size, layer="stage1").fit(images)
+    assert sum(type(layer).__name__ == block_class for layer in lower._network().model.get_layer("layers").layers) == 1
     with pytest.raises(ValueError, match="'stage1' to 'stage2'"):
-        PretrainedFeatureTransformer(name, weights=folder, layer="stage3").fit(images).transform(images)
+        PretrainedFeatureTransformer(name, weights=folder, input_size=size, layer="stage3").fit(images).transform(
+            images
+        )
 
-    clf = FineTunedClassifier(name, weights=folder, pooling="cls", unfreeze=0, random_state=0)
+    clf = FineTunedClassifier(name, weights=folder, input_size=size, pooling="cls", unfreeze=0, random_state=0)
     clf.fit(np.concatenate([images, images[:, ::-1]]), [0, 1, 2, 3] * 2)
     with pytest.raises(ValueError, match=r"layer= for an earlier block \('stage1'"):
         skptm.explain(clf, images[:1])
     maps = skptm.explain(clf, images, layer="stage1")
     assert [m.shape for m in maps] == [(size, size)] * len(images) and all(m.max() == pytest.approx(1) for m in maps)
-    # Grad-CAM's top runs through the chained blocks, and equals the encoder's own.
+    # Grad-CAM's top runs through the chained blocks, and equals the backbone's own.
     base = clf._trained.base
-    scaled = keras_hub.layers.ImageConverter.from_preset(str(folder))(images.astype("float32"))
     chained = keras.Model(base.inputs, staged_top(base))
     np.testing.assert_allclose(chained(scaled), base(scaled), rtol=1e-5, atol=1e-5)
 

@@ -14,7 +14,7 @@ import keras
 
 from .._backbones import DEFAULT_RESIZING, feature_names
 from .description import Blueprint, FeatureNetwork
-from .hub import CHAINED_CONTAINERS, STAGED_CONTAINERS, tower_block_layers, tower_blocks
+from .hub import BLOCK_CONTAINERS, ENCODER_PARTS, tower_block_layers, tower_blocks
 from .layers import FixedAffine, ImagePreprocessing, get_layer, global_pool, set_affine
 from .precision import dtype_policy_scope
 from .views import with_views
@@ -215,8 +215,7 @@ def pooled_feature_names(prefix, label, n_features):
 def layer_output(base, name):
     """The output of ``base``'s layer ``name``; for a KerasHub transformer, also
     the output of block ``i`` by one name in every family, ``"stage{i}"`` (1
-    to depth): KerasHub's name for the DINO blocks, which live inside one
-    encoder layer, as do ViT's."""
+    to depth; KerasHub's name for the DINO blocks), see :func:`stage_outputs`."""
     stages = stage_outputs(base)
     if name in stages:
         return stages[name]
@@ -228,34 +227,27 @@ def layer_output(base, name):
         raise
 
 
-#: ViT encoder -> its blocks' outputs and its top, chained once per encoder (see below).
+#: KerasHub encoder -> its blocks' outputs and its top, chained once per encoder (see below).
 _CHAINS = weakref.WeakKeyDictionary()
 
 
 def stage_outputs(base) -> dict:
     """``{"stage1": output, ...}``: each block's output (before the final norm)
-    of the KerasHub encoder in ``base``'s graph.
+    of the KerasHub transformer ``base``, by one name in every family.
 
-    DINOv2's and DINOv3's encoders return them (their second output, a dict,
-    which Keras flattens in sorted key order). ViT's returns only its top, so
-    its blocks are called in a chain on the encoder's own input: the same
-    layers and weights, in the order the encoder calls them, built once per
-    encoder so that two stages share their lower blocks. Block ``i`` alone
+    DINOv2, DINOv3 and ViT keep their blocks inside one encoder layer, which
+    computes every block whatever is asked of it; so the blocks are called in
+    a chain on the encoder's own inputs instead: the same layers and weights,
+    in the order and with the arguments the encoder gives them, built once
+    per encoder so that two stages share their lower blocks. Block ``i``
     then costs ``i`` blocks, not the whole encoder. CLIP's and SigLIP's
     blocks are layers of the image tower's own graph, whose names KerasHub
     derives from the model's (a preset's differ from a configuration's):
     ``"stage{i}"`` names them the same way whatever the weights.
     """
-    for layer in base.layers:
-        kind = type(layer).__name__
-        if not layer._inbound_nodes:
-            continue
-        if kind in STAGED_CONTAINERS:
-            outputs = layer._inbound_nodes[0].outputs
-            names = sorted(f"stage{i}" for i in range(1, len(outputs)))
-            return dict(zip(names, outputs[1:], strict=True))
-        if kind in CHAINED_CONTAINERS:
-            return dict(_chain(layer)[0])
+    encoder = _encoder(base)
+    if encoder is not None:
+        return dict(_chain(encoder)[0])
     blocks = tower_block_layers(base)
     return {f"stage{i}": block._inbound_nodes[0].outputs[0] for i, block in enumerate(blocks, start=1)}
 
@@ -264,25 +256,54 @@ def staged_top(base):
     """``base``'s output, computed from the tensors :func:`stage_outputs` gives:
     a gradient of the top then reaches them (Grad-CAM on an inner block).
 
-    The output itself, except where a ViT encoder's chained blocks stand in
-    for the encoder: then its final norm on the chain's last block."""
+    Where an encoder's chained blocks stand in for the encoder, its top (the
+    chain's last block, through ViT's final norm) goes through the layers
+    that follow the encoder in ``base`` (DINO's final norm) again."""
+    encoder = _encoder(base)
+    if encoder is None:
+        return base.outputs[0]
+    top = _chain(encoder)[1]
+    for layer in _layers_after(base, encoder._inbound_nodes[0].outputs[0]):
+        top = layer(top)
+    return top
+
+
+def _encoder(base):
+    """The KerasHub encoder layer in ``base``'s graph that holds its blocks, or ``None``."""
     for layer in base.layers:
-        chained = type(layer).__name__ in CHAINED_CONTAINERS and layer._inbound_nodes
-        if chained and layer._inbound_nodes[0].outputs[0] is base.outputs[0]:
-            return _chain(layer)[1]
-    return base.outputs[0]
+        if type(layer).__name__ in BLOCK_CONTAINERS and layer._inbound_nodes:
+            return layer
+    return None
 
 
 def _chain(encoder):
-    """KerasHub's ``ViTEncoder.call`` on its node's input, one layer at a time:
-    ``({"stage1": block 1's output, ...}, top)``."""
+    """The encoder's ``call`` on its node's arguments, one block at a time:
+    ``({"stage1": block 1's output, ...}, the encoder's top)``."""
     if encoder not in _CHAINS:
-        x = encoder.dropout(encoder._inbound_nodes[0].input_tensors[0])
+        arguments = encoder._inbound_nodes[0].arguments
+        options = {key: value for key, value in arguments.kwargs.items() if key != "training"}
+        pre, blocks, post = ENCODER_PARTS[type(encoder).__name__]
+        x = arguments.args[0]
+        if pre:
+            x = getattr(encoder, pre)(x)
         stages = {}
-        for i, block in enumerate(encoder.encoder_layers, start=1):
-            x = stages[f"stage{i}"] = block(x)
-        _CHAINS[encoder] = (stages, encoder.layer_norm(x))
+        for i, block in enumerate(getattr(encoder, blocks), start=1):
+            x = stages[f"stage{i}"] = block(x, **options)
+        _CHAINS[encoder] = (stages, getattr(encoder, post)(x) if post else x)
     return _CHAINS[encoder]
+
+
+def _layers_after(base, tensor):
+    """The single-input layers from ``tensor`` to ``base``'s output, in order."""
+    layers, current = [], base.outputs[0]
+    while current is not tensor:
+        layer, node_index, _ = current._keras_history
+        inputs = layer._inbound_nodes[node_index].input_tensors
+        if len(inputs) != 1:
+            raise ValueError(f"{base.name!r}: the layers after its encoder are not a chain ({layer.name!r}).")
+        layers.append(layer)
+        current = inputs[0]
+    return layers[::-1]
 
 
 def _numbered(prefix, n_features):

@@ -47,9 +47,14 @@ BLOCK_CLASSES = ("DINOV2Layer", "DINOV3Layer", "ViTEncoderBlock", "CLIPEncoderLa
 #: inside one layer: their sublayers are what phase 2 trains or leaves.
 BLOCK_CONTAINERS = ("DINOV2Encoder", "DINOV3Encoder", "ViTEncoder")
 
-#: The containers that also return each block's output (KerasHub's
-#: ``pyramid_outputs``, ``"stage1"`` to ``"stage{depth}"``): ``layer=`` takes them.
-STAGED_CONTAINERS = ("DINOV2Encoder", "DINOV3Encoder")
+#: What each container's ``call`` does, by attribute: ``(layer before the
+#: blocks, the list of blocks, layer after them)``; ``layer=`` calls them in
+#: a chain to reach block ``i`` without the blocks above it.
+ENCODER_PARTS = {
+    "DINOV2Encoder": (None, "layers", None),
+    "DINOV3Encoder": (None, "layers", None),
+    "ViTEncoder": ("dropout", "encoder_layers", "layer_norm"),
+}
 
 #: Image towers whose output is an embedding pooled from their blocks' tokens:
 #: block class -> (tokens before the patches in a block's output, how many
@@ -58,10 +63,6 @@ STAGED_CONTAINERS = ("DINOV2Encoder", "DINOV3Encoder")
 #: that block's patch tokens do not feed: the block below it is the deepest.
 #: SigLIP's attention pooling reads every token of its last block.
 EMBEDDING_TOWERS = {"CLIPEncoderLayer": (1, 2), "SigLIPEncoderLayer": (0, 1)}
-
-#: The containers whose blocks ``layer=`` calls in a chain (``encoder_layers``)
-#: to reach block ``i``: KerasHub's ViT encoder returns only its top.
-CHAINED_CONTAINERS = ("ViTEncoder",)
 
 
 def hub_class(name):
