@@ -412,7 +412,7 @@ class _GradCam:
 
 def _layer_output(base, name):
     """The output of ``base``'s layer ``name``, or of block ``name`` (``"stage3"``)
-    of a KerasHub DINO or ViT backbone, whose blocks live inside one encoder layer."""
+    of a KerasHub transformer (:func:`~skptm.networks.stage_outputs`)."""
     import keras
 
     from .networks import stage_outputs
