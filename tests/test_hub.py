@@ -379,15 +379,16 @@ def test_openvino_runs_the_transformers_as_tensorflow_does(name, presets, photos
     pytest.importorskip("openvino")
     size = SMALL[name]
     images = np.stack([_resized(p, size) for p in photos])
-    features = {
-        engine: PretrainedFeatureTransformer(
-            name, weights=presets[name], input_size=size, engine=engine, precision="float32"
-        ).fit_transform(images)
-        for engine in ("tensorflow", "openvino")
-    }
-    a, b = features["tensorflow"], features["openvino"]
-    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    assert cosine.min() >= 0.99999, cosine
+    for layer in (None, ["stage1", "stage2"]):  # the top, and blocks called in a chain
+        features = {
+            engine: PretrainedFeatureTransformer(
+                name, weights=presets[name], input_size=size, layer=layer, engine=engine, precision="float32"
+            ).fit_transform(images)
+            for engine in ("tensorflow", "openvino")
+        }
+        a, b = features["tensorflow"], features["openvino"]
+        cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        assert cosine.min() >= 0.99999, (layer, cosine)
 
 
 def test_a_fine_tuned_transformer_saves_slim_with_skops(presets, two_themes, tmp_path):
