@@ -133,8 +133,20 @@ def test_backbones_and_help(capsys):
     assert code == 0 and lines[0].split()[:2] == ["name", "keras"]
     n_networks = len(skptm.list_backbones())
     assert len(lines) == 2 + n_networks
-    assert lines[2 + 2].split() == ["resnet50", "ResNet50", "224", "caffe", "2048", "keras.applications", "Apache-2.0"]
-    assert any(line.split()[:2] == ["dinov2_small", "DINOV2Backbone"] and "keras_hub" in line for line in lines)
+    assert lines[2 + 2].split() == [
+        "resnet50",
+        "ResNet50",
+        "224",
+        "caffe",
+        "2048",
+        "keras.applications",
+        "Apache-2.0",
+        "stretch/bilinear",
+    ]
+    assert any(
+        line.split()[:2] == ["dinov2_small", "DINOV2Backbone"] and line.split()[-1] == "center_crop/bicubic"
+        for line in lines
+    )
     code, out, _ = run_cli(capsys, "backbones", "--engines")
     rows = {line.split()[0]: line for line in out.splitlines()[2:]}
     assert code == 0 and len(rows) == n_networks

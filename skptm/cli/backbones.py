@@ -13,7 +13,8 @@ def add_parser(subparsers):
         "backbones",
         help="list the available networks",
         description="List every network skptm knows, with its native input size, "
-        "preprocessing family and pooled feature size.",
+        "preprocessing family, pooled feature size, licence and resizing (what "
+        "--resize auto does for it: policy/filter).",
     )
     command.add_argument(
         "--engines",
@@ -29,7 +30,7 @@ def run(args, parser):
     """Print the table of networks."""
     from .._backbones import list_backbones
 
-    header = ("name", "keras name", "input size", "preprocessing", "features", "source", "licence")
+    header = ("name", "keras name", "input size", "preprocessing", "features", "source", "licence", "resizing")
     rows = [
         (
             b["name"],
@@ -39,6 +40,7 @@ def run(args, parser):
             str(b["feature_size"]),
             b["source"],
             b["licence"],
+            f"{b['resize']}/{b['interpolation']}",
         )
         for b in list_backbones()
     ]
