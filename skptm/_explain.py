@@ -320,12 +320,12 @@ class _GradCam:
             map_shape, what = tuple(output.shape), f"layer {layer!r} of {base.name!r}"
             self.extractor = keras.Model(base.inputs, [output, staged_top(base)], name="skptm_grad_cam")
         _check_spatial(map_shape, what, self.tokens_known)
-        height, width = blueprint.input_size
         self.grid = None
         if tower is not None:
-            self.grid = (height // tower.patch_size, width // tower.patch_size)
+            self.grid = tower.grid(blueprint.input_size)
         elif len(map_shape) == 3:
             self.grid = _patch_grid(map_shape[1] - self.prefix_tokens, blueprint.input_size, what)
+        height, width = blueprint.input_size
         self._step = tf.function(
             self._gradients,
             autograph=False,  # no Python control flow on tensors to convert

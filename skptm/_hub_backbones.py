@@ -55,6 +55,8 @@ HUB_RESIZING = {
 
 #: KerasHub's (TensorFlow's) interpolation names -> Pillow's filter in skptm's terms.
 _INTERPOLATION_NAMES = {"lanczos3": "lanczos", "lanczos5": "lanczos", "area": "box"}
+#: The filters of ``skptm._images.INTERPOLATIONS``, named here because this
+#: module imports nothing of skptm (the test suite checks that they agree).
 _PILLOW_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 
 #: The KerasHub class of each family's preset, and of its image tower when

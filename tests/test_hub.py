@@ -23,6 +23,8 @@ from sklearn.pipeline import make_pipeline
 import skptm
 from skptm import FineTunedClassifier, PretrainedFeatureTransformer
 from skptm._backbones import backbone_specs, get_backbone_spec
+from skptm._hub_backbones import _PILLOW_FILTERS
+from skptm._images import INTERPOLATIONS
 from skptm.networks import staged_top
 from skptm.networks.hub import family_scale_offset
 
@@ -181,6 +183,7 @@ def test_auto_resizing_is_each_presets_own(presets, photos, tmp_path):
     np.testing.assert_array_equal(auto, explicit)
     assert not np.allclose(auto, stretched, rtol=1e-3)
 
+    assert set(_PILLOW_FILTERS) == set(INTERPOLATIONS)  # what a converter's filter must map to
     assert get_backbone_spec(str(folder)).resizing == ("center_crop", "bilinear")  # KerasHub's defaults
     own = tmp_path / "stretching_preset"
     write_preset(own, name, 56, crop_to_aspect_ratio=False, interpolation="lanczos3")

@@ -73,8 +73,8 @@ __all__ = [
     "quiet_retracing_warnings",
     "reinitialize_random_weights",
     "stage_outputs",
-    "tower_blocks",
-    "TowerBlocks",
     "staged_top",
     "TokenPooling",
+    "TowerBlocks",
+    "tower_blocks",
 ]

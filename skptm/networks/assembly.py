@@ -172,7 +172,7 @@ def _trunk(blueprint: Blueprint, base):
         parts = [(blueprint.name, None, base(x, training=False))]
     # CLIP's and SigLIP's blocks give tokens where their top gives an embedding.
     tower = tower_blocks(base) if blueprint.layers else None
-    prefix_tokens = tower.prefix_tokens if tower is not None else blueprint.prefix_tokens
+    prefix_tokens, tokens = (tower.prefix_tokens, True) if tower is not None else (blueprint.prefix_tokens, None)
     pooled, names = [], []
     for prefix, source, tensor in parts:
         if tower is not None and blueprint.pooling is None:
@@ -183,7 +183,7 @@ def _trunk(blueprint: Blueprint, base):
             prefix_tokens,
             blueprint.output_label,
             source,
-            tokens=True if tower is not None else None,
+            tokens=tokens,
         )
         pooled.append(tensor)
         names.extend(pooled_feature_names(prefix, label, tensor.shape[-1]))
@@ -194,8 +194,8 @@ def _trunk(blueprint: Blueprint, base):
 def _check_token_count(tensor, tower, input_size, source):
     """Flattened tokens (``pooling=None``) need their count: KerasHub 0.32
     states one token too many for SigLIP's (a class token it does not have)."""
-    height, width = input_size
-    count = (height // tower.patch_size) * (width // tower.patch_size) + tower.prefix_tokens
+    rows, columns = tower.grid(input_size)
+    count = rows * columns + tower.prefix_tokens
     if len(tensor.shape) == 3 and tensor.shape[1] != count:
         raise ValueError(
             f"pooling=None flattens the tokens of layer {source!r}, and KerasHub states {tensor.shape[1]} "

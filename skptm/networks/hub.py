@@ -356,6 +356,11 @@ class TowerBlocks:
     deepest: str
     patch_size: int
 
+    def grid(self, input_size) -> tuple:
+        """``(rows, columns)`` of the patches over ``input_size`` ``(height, width)``."""
+        height, width = input_size
+        return height // self.patch_size, width // self.patch_size
+
 
 def tower_blocks(base):
     """The :class:`TowerBlocks` of ``base`` if it is a CLIP or SigLIP image
