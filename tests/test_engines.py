@@ -5,6 +5,7 @@ The rules are tested with measurements written here (the shape
 what it checks whatever machine runs the suite; one test measures for real.
 """
 
+import dataclasses
 import json
 import os
 import pickle
@@ -16,8 +17,10 @@ import numpy as np
 import pytest
 
 from skptm import FineTunedClassifier, PretrainedFeatureTransformer
-from skptm.engines import calibration, decision, get_engine
+from skptm.cli.calibrate import describe
+from skptm.engines import ENGINE_MODULES, calibration, decision, get_engine
 from skptm.engines.machine import Machine, machine_key, this_machine
+from skptm.exceptions import CalibrationWarning
 
 from .conftest import LIGHT, SIZE
 
@@ -130,6 +133,86 @@ def test_machines_of_other_kinds_never_share_measurements():
     assert machine_key(here) == machine_key(this_machine())
 
 
+def test_an_instruction_set_cap_makes_a_machine_of_its_own(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA keeps TensorFlow's and OpenVINO's kernels to an
+    instruction set: measured under it, and measuring no bfloat16 there."""
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    here = this_machine()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    capped = this_machine()
+    assert not {"avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16"} & set(capped.flags)
+    assert set(capped.flags) <= set(here.flags)
+    assert not capped.native_bfloat16 or here.architecture not in ("x86_64", "AMD64")
+    assert "under ONEDNN_MAX_CPU_ISA=AVX2" in capped.describe()
+    assert machine_key(capped) != machine_key(here)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "ALL")
+    assert this_machine() == here and machine_key() == machine_key(here)
+
+
+def test_a_reduced_precision_the_cap_hides_is_a_clear_error(fresh, monkeypatch):
+    from skptm.engines.machine import precision_hidden_by_cap
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert precision_hidden_by_cap("bfloat16", {"avx2", "avx512f", "amx_bf16"})
+    assert not precision_hidden_by_cap("bfloat16", {"avx2", "fma"})  # computed another way: runs
+    assert not precision_hidden_by_cap("float32", {"avx2", "avx512f", "amx_bf16"})
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    assert not precision_hidden_by_cap("bfloat16", {"avx2", "avx512f", "amx_bf16"})
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    if not precision_hidden_by_cap("bfloat16"):
+        return  # this CPU has no native bfloat16: nothing is hidden, and bfloat16 runs as it always does
+    with pytest.raises(ValueError, match="ONEDNN_MAX_CPU_ISA=AVX2 hides its bfloat16 instructions"):
+        PretrainedFeatureTransformer(LIGHT, weights=None, input_size=SIZE, precision="bfloat16").transform(
+            np.zeros((1, SIZE, SIZE, 3), np.uint8)
+        )
+
+
+class _EngineThatCannotRun:
+    """An engine plug-in whose kernels fail on this machine when first run."""
+
+    name = "cannot_run"
+
+    def is_available(self):
+        return True
+
+    def require(self):
+        pass
+
+    def version(self):
+        return "1"
+
+    def precisions(self, machine):
+        return ("float32",)
+
+    def network_precision(self, precision):
+        return "float32"
+
+    def prepare(self, network, precision):
+        def run(batch):
+            raise RuntimeError("Graph execution error:\n\n[[{{node conv}}]]\nno kernel for this instruction set")
+
+        return dataclasses.replace(network, engine=self.name, runner=run)
+
+    def is_prepared(self, network, precision):
+        return False
+
+
+CANNOT_RUN = _EngineThatCannotRun()
+
+
+def test_a_configuration_that_cannot_run_here_is_measured_as_failed(fresh, monkeypatch):
+    monkeypatch.setitem(ENGINE_MODULES, "cannot_run", f"{__name__}:CANNOT_RUN")
+    configs = ["tensorflow/float32", "cannot_run/float32"]
+    with pytest.warns(CalibrationWarning, match="cannot_run/float32 could not run .* never choose it"):
+        entry = calibration.measure(LIGHT, weights=None, input_size=SIZE, rounds=1, round_seconds=0.01, configs=configs)
+    assert entry["failed"] == {"cannot_run/float32": "RuntimeError: no kernel for this instruction set"}
+    assert set(entry["rates"]) == set(entry["cosine"]) == {"tensorflow/float32"}
+    assert decision.best_measured(entry, "auto", "auto").label == "tensorflow/float32"
+    assert "cannot_run/float32 failed here (RuntimeError: no kernel" in describe(entry)
+
+
 def test_the_prior_is_never_applied_to_another_instruction_set():
     from skptm.engines.prior import expected_speedups, tables
 
@@ -206,7 +289,9 @@ def test_a_measurement_here_decides_and_is_kept_for_the_process(fresh):
 
 
 @needs_openvino
-def test_calibrate_measures_once_with_real_photos(fresh):
+def test_calibrate_measures_once_with_real_photos(fresh, monkeypatch):
+    monkeypatch.setattr(calibration, "ROUNDS", 3)
+    monkeypatch.setattr(calibration, "ROUND_SECONDS", 0.05)
     [entry] = calibration.calibrate([LIGHT], weights=None, input_size=32, verbose=0)
     assert set(entry["rates"]) == set(calibration.configurations())
     for config, measured in entry["rates"].items():

@@ -82,6 +82,7 @@ def describe(entry):
         f"cosine {entry['cosine'][config]:.6f}"
         for config, rate in entry["rates"].items()
     ]
+    parts += [f"{config} failed here ({failure})" for config, failure in entry.get("failed", {}).items()]
     if entry["conversion_seconds"]:
         parts.append(
             "conversion " + ", ".join(f"{engine} {s:.1f} s" for engine, s in entry["conversion_seconds"].items())

@@ -31,10 +31,12 @@ import json
 import os
 import statistics
 import time
+import warnings
 
 import numpy as np
 
 from .._io import atomic_write_bytes, cache_root
+from ..exceptions import CalibrationWarning
 from . import get_engine
 from .machine import machine_key, this_machine
 
@@ -137,9 +139,9 @@ def measure(
     *,
     weights="imagenet",
     input_size=None,
-    rounds: int = ROUNDS,
-    round_seconds: float = ROUND_SECONDS,
-    batch_size: int = BATCH_SIZE,
+    rounds: int | None = None,
+    round_seconds: float | None = None,
+    batch_size: int | None = None,
     configs=None,
 ) -> dict:
     """Measure every configuration of ``backbone`` here (see the module's docstring).
@@ -153,8 +155,8 @@ def measure(
         on them).
     input_size : int, (int, int) or None
         ``None``: the network's native size.
-    rounds, round_seconds, batch_size : int, float, int
-        See :data:`ROUNDS`, :data:`ROUND_SECONDS`, :data:`BATCH_SIZE`.
+    rounds, round_seconds, batch_size : int, float, int or None
+        ``None``: :data:`ROUNDS`, :data:`ROUND_SECONDS`, :data:`BATCH_SIZE`.
     configs : list of str or None
         ``engine/precision`` pairs; ``None``: :func:`configurations`.
 
@@ -163,31 +165,52 @@ def measure(
     entry : dict
         ``rates`` (images/s per configuration: ``median``, ``low``,
         ``high``), ``round_rates`` (each round's, in order: rounds
-        alternate, so round ``i`` of two configurations ran under the same load), ``cosine`` (lowest per-image cosine to TensorFlow float32),
-        ``conversion_seconds`` (per engine that converts), ``seconds`` (the
-        whole measurement), and what was measured.
+        alternate, so round ``i`` of two configurations ran under the same
+        load), ``cosine`` (lowest per-image cosine to TensorFlow float32),
+        ``failed`` (the configurations that could not run here, with their
+        error: they are left out of the rest, so ``engine="auto"`` never
+        chooses them), ``conversion_seconds`` (per engine that converts),
+        ``seconds`` (the whole measurement), and what was measured.
+
+    Raises
+    ------
+    Exception
+        Whatever TensorFlow float32, the reference, raised. Another
+        configuration's failure is recorded in ``failed``, with a
+        :class:`~skptm.exceptions.CalibrationWarning`.
     """
     from .._backbones import get_backbone_spec
     from ..networks import as_size, get_feature_network
 
     started = time.perf_counter()
+    rounds = ROUNDS if rounds is None else rounds
+    round_seconds = ROUND_SECONDS if round_seconds is None else round_seconds
+    batch_size = BATCH_SIZE if batch_size is None else batch_size
     spec = get_backbone_spec(backbone)
     size = as_size(input_size) or (spec.input_size, spec.input_size)
     configs = list(configs or configurations())
     batch = sample_batch(size, batch_size)
-    runners, conversion = {}, {}
+    runners, conversion, failed = {}, {}, {}
     for config in configs:
         engine_name, precision = config.split("/")
-        engine = get_engine(engine_name)
-        network = get_feature_network(
-            spec.name, weights=weights, input_size=size, precision=engine.network_precision(precision)
-        )
-        runner = engine.prepare(network, precision)
         start = time.perf_counter()
-        runner.predict(batch)  # traces, converts and compiles: not timed below
+        try:
+            engine = get_engine(engine_name)
+            network = get_feature_network(
+                spec.name, weights=weights, input_size=size, precision=engine.network_precision(precision)
+            )
+            runner = engine.prepare(network, precision)
+            runner.predict(batch)  # traces, converts and compiles: not timed below
+        except Exception as exc:
+            if config == "tensorflow/float32":
+                raise  # the reference: nothing to compare with without it
+            failed[config] = _failure(exc)
+            _warn_failed(spec.name, config, failed[config])
+            continue
         if engine_name != "tensorflow":
             conversion[engine_name] = max(conversion.get(engine_name, 0.0), time.perf_counter() - start)
         runners[config] = runner
+    configs = list(runners)
     reference = runners["tensorflow/float32"].predict(batch)
     rates = {config: [] for config in configs}
     for round_index in range(rounds):
@@ -223,11 +246,38 @@ def measure(
         },
         "round_rates": rates,
         "cosine": cosine,
+        "failed": failed,
         "conversion_seconds": conversion,
         "seconds": time.perf_counter() - started,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "pid": os.getpid(),
     }
+
+
+def _failure(exc: BaseException) -> str:
+    r"""``exc`` in one line: its type and the first line of its message that
+    says what went wrong (TensorFlow's put a traceback of the graph first).
+
+    Examples
+    --------
+    >>> _failure(RuntimeError("Graph execution error:\n\nDetected at node x defined at:\n  File 'a.py'\nno kernel"))
+    'RuntimeError: no kernel'
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    telling = [
+        line for line in lines if not line.endswith(":") and not line.startswith(("File ", "Detected at node", "[["))
+    ]
+    found = (telling or lines)[:1]
+    return f"{type(exc).__name__}: {found[0]}" if found else type(exc).__name__
+
+
+def _warn_failed(name: str, config: str, failure: str) -> None:
+    warnings.warn(
+        f"{config} could not run {name!r} on this machine ({failure}); it is left out of the "
+        "measurement, so engine='auto' and precision='auto' never choose it here.",
+        CalibrationWarning,
+        stacklevel=3,
+    )
 
 
 def calibrate(backbones=None, *, weights="imagenet", input_size=None, force=False, verbose=1) -> list[dict]:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from ..exceptions import CalibrationWarning
 from . import get_engine
-from .machine import this_machine
+from .machine import isa_cap, precision_hidden_by_cap, this_machine
 
 #: A configuration is chosen over TensorFlow only when measured at least this
 #: much faster (median), and with rounds that do not overlap TensorFlow's.
@@ -97,9 +97,18 @@ def choose(
     ------
     ImportError
         A named engine that is not installed (the message says how to install it).
+    ValueError
+        A named reduced precision this CPU computes natively but that
+        ``ONEDNN_MAX_CPU_ISA`` hides (the message says what to change).
     """
     if engine != "auto":
         get_engine(engine).require()
+    if precision_hidden_by_cap(precision) and not this_machine().gpu:
+        raise ValueError(
+            f"precision={precision!r} cannot run on this CPU while ONEDNN_MAX_CPU_ISA={isa_cap()} hides "
+            f"its {precision} instructions from oneDNN: TensorFlow and OpenVINO would fail inside the "
+            "network. Unset ONEDNN_MAX_CPU_ISA, or use precision='float32'."
+        )
     if not isinstance(backbone, str):
         if engine not in ("auto", "tensorflow"):
             return Choice(engine, _named_precision(precision), "asked")

@@ -2,8 +2,9 @@
 
 Everything the engine decision keys its measurements by lives here: the CPU
 model and the instruction-set extensions that change which kernels run
-(AVX2, AVX-512, AVX-512 BF16, AMX, NEON...), the usable cores, the GPU, and
-the versions of the libraries that compute. Two machines with the same
+(AVX2, AVX-512, AVX-512 BF16, AMX, NEON...), less those above a cap set
+with ``ONEDNN_MAX_CPU_ISA``, the usable cores, the GPU, and the versions of
+the libraries that compute. Two machines with the same
 :func:`machine_key` run the same kernels at comparable speeds; any
 difference gives another key, and nothing measured under one key is applied
 under another.
@@ -12,6 +13,7 @@ under another.
 from __future__ import annotations
 
 import functools
+import os
 import platform
 from dataclasses import asdict, dataclass
 
@@ -28,6 +30,81 @@ RELEVANT_FLAGS = frozenset(
         "asimd", "asimdhp", "sve", "sve2", "bf16", "i8mm",
     }
 )  # fmt: skip
+
+
+#: oneDNN's names for the instruction sets ``ONEDNN_MAX_CPU_ISA`` caps
+#: TensorFlow's and OpenVINO's kernels at, lowest first, each with the flags
+#: it adds to the one before (later aliases share their level).
+_ISA_LEVELS = (
+    (("SSE41",), frozenset()),
+    (("AVX",), frozenset({"avx"})),
+    (("AVX2",), frozenset({"avx2", "fma", "f16c"})),
+    (("AVX2_VNNI", "AVX2_VNNI_2"), frozenset({"avx_vnni"})),
+    (("AVX512_CORE",), frozenset({"avx512f", "avx512bw", "avx512vl"})),
+    (("AVX512_CORE_VNNI",), frozenset({"avx512_vnni"})),
+    (("AVX512_CORE_BF16",), frozenset({"avx512_bf16"})),
+    (("AVX512_CORE_FP16", "AVX10_1_512"), frozenset({"avx512_fp16"})),
+    (("AVX512_CORE_AMX", "AVX10_1_512_AMX"), frozenset({"amx_tile", "amx_bf16", "amx_int8"})),
+)
+
+
+def isa_cap() -> str | None:
+    """The instruction set oneDNN is capped at in this process, or ``None``.
+
+    ``ONEDNN_MAX_CPU_ISA`` (or its older name ``DNNL_MAX_CPU_ISA``), read by
+    TensorFlow's and OpenVINO's oneDNN when they start, keeps their kernels
+    to that instruction set: on an AVX-512 machine, ``AVX2`` makes them run
+    as on an AVX2 one (bfloat16 then fails in both). ``ALL`` and
+    ``DEFAULT`` cap nothing.
+    """
+    value = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or ""
+    value = value.strip().upper()
+    return None if value in ("", "ALL", "DEFAULT") else value
+
+
+def capped_flags(flags, cap: str | None) -> frozenset:
+    """``flags`` less those above the oneDNN instruction set ``cap``.
+
+    An x86 cap oneDNN names (``"AVX2"``, ``"AVX512_CORE"``, ...) removes the
+    x86 extensions above it; any other cap (an ARM one) removes nothing.
+
+    Examples
+    --------
+    >>> sorted(capped_flags({"avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"}, "AVX2"))
+    ['avx2', 'fma']
+    >>> sorted(capped_flags({"avx2", "avx512f", "avx512_bf16"}, None))
+    ['avx2', 'avx512_bf16', 'avx512f']
+    """
+    flags = frozenset(flags)
+    level = next((i for i, (aliases, _) in enumerate(_ISA_LEVELS) if cap in aliases), None)
+    if level is None:
+        return flags
+    return flags.difference(*(added for _, added in _ISA_LEVELS[level + 1 :]))
+
+
+#: The x86 extensions oneDNN computes each reduced precision with natively.
+_NATIVE_PRECISION_FLAGS = {"bfloat16": {"avx512_bf16", "amx_bf16"}, "float16": {"avx512_fp16", "amx_fp16"}}
+
+
+def precision_hidden_by_cap(precision: str, flags=None, cap: str | None = None) -> bool:
+    """Whether ``precision`` is native to this CPU but hidden from oneDNN by
+    its instruction-set cap (:func:`isa_cap`).
+
+    TensorFlow decides to compute it with oneDNN from the CPU's flags, and
+    oneDNN then refuses, so the network fails; on a CPU without these
+    instructions both libraries compute it another way, cap or not.
+
+    Examples
+    --------
+    >>> precision_hidden_by_cap("bfloat16", {"avx2", "avx512f", "avx512_bf16"}, "AVX2")
+    True
+    >>> precision_hidden_by_cap("bfloat16", {"avx2", "fma"}, "AVX2")
+    False
+    """
+    flags = cpu_flags() if flags is None else frozenset(flags)
+    cap = isa_cap() if cap is None else cap
+    native = flags & _NATIVE_PRECISION_FLAGS.get(precision, set())
+    return bool(native) and not capped_flags(native, cap)
 
 
 @dataclass(frozen=True)
@@ -48,6 +125,9 @@ class Machine:
     gpu : str or None
         The first GPU TensorFlow sees, with its compute capability; ``None``
         without one (checked only once TensorFlow is imported).
+    isa_cap : str or None
+        The instruction set oneDNN's kernels are capped at (:func:`isa_cap`);
+        ``flags`` then holds only the extensions under it.
     """
 
     architecture: str
@@ -55,6 +135,7 @@ class Machine:
     flags: tuple
     cores: int
     gpu: str | None
+    isa_cap: str | None = None
 
     @property
     def native_bfloat16(self) -> bool:
@@ -80,7 +161,10 @@ class Machine:
 
     def describe(self) -> str:
         """One line: ``AMD EPYC (x86_64, AVX2), 2 cores``, with the GPU if any."""
-        text = f"{self.cpu_model} ({self.architecture}, {self.instruction_set}), {self.cores} cores"
+        instruction_set = self.instruction_set
+        if self.isa_cap:
+            instruction_set += f" under ONEDNN_MAX_CPU_ISA={self.isa_cap}"
+        text = f"{self.cpu_model} ({self.architecture}, {instruction_set}), {self.cores} cores"
         return f"{text}, GPU {self.gpu}" if self.gpu else text
 
 
@@ -127,12 +211,14 @@ def this_machine() -> Machine:
     """This machine, now (cores can change with the process's CPU affinity)."""
     model, flags = _cpuinfo()
     gpu = _gpu_details()
+    cap = isa_cap()
     return Machine(
         architecture=platform.machine(),
         cpu_model=model,
-        flags=tuple(sorted(flags & RELEVANT_FLAGS)),
+        flags=tuple(sorted(capped_flags(flags & RELEVANT_FLAGS, cap))),
         cores=usable_cores(),
         gpu=f"{gpu[0]} (compute capability {'.'.join(map(str, gpu[1] or ()))})" if gpu else None,
+        isa_cap=cap,
     )
 
 
@@ -151,5 +237,6 @@ def machine_key(machine: Machine | None = None) -> str:
     the machine and the libraries' versions."""
     machine = machine or this_machine()
     versions = library_versions()
-    parts = [f"{key}={value}" for key, value in sorted({**asdict(machine), **versions}.items())]
+    described = {key: value for key, value in asdict(machine).items() if key != "isa_cap" or value}
+    parts = [f"{key}={value}" for key, value in sorted({**described, **versions}.items())]
     return content_hash(parts, length=20)
