@@ -276,11 +276,11 @@ def test_building_one_network_never_blocks_cache_hits_of_another():
     from skptm.networks import get_feature_network
 
     get_feature_network(LIGHT, weights=None, input_size=32)  # cached
-    started = threading.Event()
+    started, release = threading.Event(), threading.Event()
 
     def slow_backbone():
         started.set()
-        time.sleep(3)
+        release.wait(timeout=30)  # still building until the cache hit below returned (or blocked 30 s)
         return tiny_image_model()
 
     builder = threading.Thread(target=lambda: get_feature_network(slow_backbone, input_size=16))
@@ -289,6 +289,7 @@ def test_building_one_network_never_blocks_cache_hits_of_another():
     start = time.perf_counter()
     get_feature_network(LIGHT, weights=None, input_size=32)
     waited = time.perf_counter() - start
+    release.set()
     builder.join()
     assert waited < 1.0
 
