@@ -21,6 +21,19 @@ LIGHT_2 = "mobilenet_v3_small"
 SIZE = 48
 
 
+def runs_in(precision):
+    """Skip a test that computes in ``precision`` where ``ONEDNN_MAX_CPU_ISA``
+    hides it from a CPU that has it (a run imitating a smaller instruction
+    set, e.g. AVX2 on an AVX-512 server): skptm refuses it there with a
+    clear error, tested in test_engines.py. Everywhere else the test runs."""
+    from skptm.engines.machine import isa_cap, precision_hidden_by_cap
+
+    return pytest.mark.skipif(
+        precision_hidden_by_cap(precision),
+        reason=f"ONEDNN_MAX_CPU_ISA={isa_cap()} hides this CPU's {precision} from oneDNN",
+    )
+
+
 def assert_same_up_to_batching(actual, expected, *, probabilities=False):
     """``actual`` equals ``expected`` as far as skptm promises for rows computed
     in other batches (:data:`skptm._features.BATCHING_RTOL`): relative to each

@@ -28,6 +28,8 @@ from skptm._images import INTERPOLATIONS
 from skptm.networks import staged_top
 from skptm.networks.hub import family_scale_offset
 
+from .conftest import runs_in
+
 keras_hub = pytest.importorskip("keras_hub")
 
 WIDTH = 32
@@ -394,6 +396,7 @@ def test_openvino_runs_the_transformers_as_tensorflow_does(name, presets, photos
         assert cosine.min() >= 0.99999, (layer, cosine)
 
 
+@runs_in("bfloat16")
 def test_a_fine_tuned_transformer_saves_slim_with_skops(presets, two_themes, tmp_path):
     pytest.importorskip("skops")
     X, y = two_themes
@@ -456,6 +459,7 @@ def test_the_feature_cache_keeps_transformer_features(presets, photos, tmp_path)
 @pytest.mark.parametrize(
     "name", [pytest.param(n, marks=() if n.startswith("dinov2") else pytest.mark.exhaustive) for n in SMALL]
 )
+@runs_in("bfloat16")
 def test_bfloat16_copies_of_every_family(name, presets, photos):
     """A reduced-precision copy is rebuilt layer by layer (KerasHub's layers
     included, ViT's embedding through skptm._compat.layer_config)."""

@@ -17,7 +17,7 @@ pytest.importorskip("openvino", reason="the test extra installs OpenVINO")
 from skptm import FineTunedClassifier, OpenVINOCacheWarning, PretrainedFeatureTransformer
 from skptm.engines import openvino as _openvino
 
-from .conftest import LIGHT, SIZE
+from .conftest import LIGHT, SIZE, runs_in
 
 
 def cosine(a, b):
@@ -84,6 +84,7 @@ def test_same_features_for_layers_and_pooling(params, images):
     assert cosine(reference, converted).min() >= 0.99999
 
 
+@runs_in("bfloat16")
 def test_bfloat16_is_close(images):
     reference = features("tensorflow", images)
     assert cosine(reference, features("openvino", images, precision="bfloat16")).min() >= 0.999
@@ -139,6 +140,7 @@ def test_auto_does_not_convert_a_fitted_model_for_a_small_call(images):
     assert _openvino.cache_info()["conversions"] == before
 
 
+@runs_in("bfloat16")
 def test_a_model_trained_in_bfloat16_is_not_converted(images):
     y = np.arange(len(images)) % 2
     clf = FineTunedClassifier(

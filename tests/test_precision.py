@@ -8,7 +8,7 @@ import pytest
 
 from skptm import FineTunedClassifier, PretrainedFeatureTransformer
 
-from .conftest import LIGHT, SIZE
+from .conftest import LIGHT, SIZE, runs_in
 
 
 def make(**params):
@@ -36,6 +36,7 @@ def images():
     return np.random.default_rng(0).integers(0, 256, (6, SIZE, SIZE, 3), dtype=np.uint8)
 
 
+@runs_in("bfloat16")
 def test_bfloat16_features_are_float32_and_close(images):
     full = make().transform(images)
     reduced = make(precision="bfloat16").transform(images)
@@ -44,6 +45,7 @@ def test_bfloat16_features_are_float32_and_close(images):
     assert cosine(full, reduced).min() > 0.999
 
 
+@runs_in("float16")
 def test_float16_features_are_close():
     X = np.random.default_rng(1).integers(0, 256, (4, SIZE, SIZE, 3), dtype=np.uint8)
     full = make(backbone=small_convnet).transform(X)
@@ -97,6 +99,7 @@ def test_auto_without_a_measurement_is_float32(images, tmp_path, monkeypatch):
         decision.clear()
 
 
+@runs_in("bfloat16")
 def test_finetuning_in_bfloat16(colours):
     X, y = colours
     params = {
