@@ -12,6 +12,8 @@ lowest per-image cosine.
     python benchmarks/hub_speed.py                      # the default list, prints the table
     python benchmarks/hub_speed.py --save               # and writes docs/figures/hub_speed.json
     python benchmarks/hub_speed.py --backbones dinov2_small resnet50
+    ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/hub_speed.py --save --figure hub_speed_avx2_kernels
+                                                        # an AVX-512 machine running AVX2 kernels
 
 Each network's measurement is appended to ``--log`` (JSON lines, the format
 of ``benchmarks/engine_table.py``'s log) as soon as it is done; ``--resume``
@@ -61,7 +63,13 @@ def main():
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--round-seconds", type=float, default=1.0)
-    parser.add_argument("--save", action="store_true", help="write docs/figures/hub_speed.json")
+    parser.add_argument("--save", action="store_true", help="write docs/figures/<--figure>.json")
+    parser.add_argument(
+        "--figure",
+        default="hub_speed",
+        help="the figure --save writes (default hub_speed; hub_speed_avx2_kernels for a run under "
+        "ONEDNN_MAX_CPU_ISA=AVX2)",
+    )
     parser.add_argument("--log", type=Path, default=Path("hub_speed.jsonl"))
     parser.add_argument("--resume", action="store_true", help="take networks already in --log from it")
     args = parser.parse_args()
@@ -121,13 +129,19 @@ def main():
         from _figures import save_figure
 
         save_figure(
-            "hub_speed",
+            args.figure,
             conditions=(
                 f"skptm's feature network at 224 px (preprocessing and pooling inside), random weights, batch "
                 f"{args.batch_size}, the 16 sample photos; images per second, median of {args.rounds} alternating "
                 f"rounds of at least {args.round_seconds} s; best / TF f32: the fastest configuration over "
                 f"TensorFlow float32; lowest cosine: of any configuration's features to TensorFlow float32's, per "
                 f"image; OpenVINO {openvino.version() or 'not installed'}"
+                + (
+                    f"; TensorFlow's and OpenVINO's kernels kept to {machine.isa_cap} by ONEDNN_MAX_CPU_ISA "
+                    "(no bfloat16 there)"
+                    if machine.isa_cap
+                    else ""
+                )
             ),
             columns=columns,
             rows=rows,
