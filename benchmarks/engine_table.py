@@ -265,6 +265,11 @@ def main():
     from skptm.networks import clear_network_cache
 
     machine = this_machine()
+    if machine.isa_cap and not args.no_write:
+        parser.error(
+            f"ONEDNN_MAX_CPU_ISA={machine.isa_cap} imitates a smaller instruction set on this machine's cores: "
+            "the prior's tables are for machines that have it. Unset it, or add --no-write."
+        )
     done = read_log(args, machine) if args.resume and args.log.exists() else {}
     if not args.resume and args.log.exists():
         args.log.unlink()
