@@ -45,6 +45,7 @@ _ISA_LEVELS = (
     (("AVX512_CORE_BF16",), frozenset({"avx512_bf16"})),
     (("AVX512_CORE_FP16", "AVX10_1_512"), frozenset({"avx512_fp16"})),
     (("AVX512_CORE_AMX", "AVX10_1_512_AMX"), frozenset({"amx_tile", "amx_bf16", "amx_int8"})),
+    (("AVX512_CORE_AMX_FP16", "AVX10_1_512_AMX_FP16"), frozenset({"amx_fp16"})),
 )
 
 
@@ -93,6 +94,7 @@ def precision_hidden_by_cap(precision: str, flags=None, cap: str | None = None) 
     TensorFlow decides to compute it with oneDNN from the CPU's flags, and
     oneDNN then refuses, so the network fails; on a CPU without these
     instructions both libraries compute it another way, cap or not.
+    ``flags`` and ``cap`` default to this CPU's and this process's.
 
     Examples
     --------
@@ -100,6 +102,8 @@ def precision_hidden_by_cap(precision: str, flags=None, cap: str | None = None) 
     True
     >>> precision_hidden_by_cap("bfloat16", {"avx2", "fma"}, "AVX2")
     False
+    >>> precision_hidden_by_cap("float16", {"avx512f", "amx_fp16"}, "AVX512_CORE_AMX")
+    True
     """
     flags = cpu_flags() if flags is None else frozenset(flags)
     cap = isa_cap() if cap is None else cap
@@ -237,6 +241,7 @@ def machine_key(machine: Machine | None = None) -> str:
     the machine and the libraries' versions."""
     machine = machine or this_machine()
     versions = library_versions()
+    # Without a cap the key is what it was before caps were known: earlier measurements stay valid.
     described = {key: value for key, value in asdict(machine).items() if key != "isa_cap" or value}
     parts = [f"{key}={value}" for key, value in sorted({**described, **versions}.items())]
     return content_hash(parts, length=20)
