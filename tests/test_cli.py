@@ -205,6 +205,7 @@ def test_offline_fetch_and_embed(folder, tmp_path):
     assert not (tmp_path / "f.npy").exists()
 
 
+@pytest.mark.exhaustive  # slow (a real process pool or a fresh process): in the second tier, which .ci/run also runs
 def test_no_tensorflow_chatter(folder, tmp_path):
     """Two real processes without TF_CPP_MIN_LOG_LEVEL: stderr shows no start-up noise."""
     out = subprocess.run(

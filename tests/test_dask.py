@@ -272,6 +272,7 @@ def classifier(weights, images):
     ).fit(images, y)
 
 
+@pytest.mark.exhaustive  # slow (fine-tuning, then a model in every worker): in the second tier, which .ci/run also runs
 def test_fine_tuned_classifier_features_on_the_cluster(client, classifier, images):
     features = skptm.dask.transform(classifier, da.from_array(images, chunks=(6, SIZE, SIZE, 3)))
     graph = dict(features.__dask_graph__())
@@ -280,6 +281,7 @@ def test_fine_tuned_classifier_features_on_the_cluster(client, classifier, image
     assert_same(features.compute(), classifier.transform(images))
 
 
+@pytest.mark.exhaustive  # slow (fine-tuning, then a model in every worker): in the second tier, which .ci/run also runs
 def test_estimator_that_cannot_be_restored_fails_its_tasks(client, classifier, images, tmp_path):
     """A worker whose weights differ from training reports why; it does not hang."""
     import keras
@@ -296,6 +298,7 @@ def test_estimator_that_cannot_be_restored_fails_its_tasks(client, classifier, i
 # -- GridSearchCV on joblib's Dask backend ---------------------------------------------------------
 
 
+@pytest.mark.exhaustive  # slow (fine-tuning, then a model in every worker): in the second tier, which .ci/run also runs
 def test_grid_search_with_joblib_dask_backend(client, extractor, images):
     y = (images[..., 0].mean(axis=(1, 2)) > images[..., 2].mean(axis=(1, 2))).astype(int)
     pipe = make_pipeline(extractor, LogisticRegression(max_iter=500))

@@ -375,6 +375,7 @@ print(json.dumps({{"engine": transformer._network().engine, "conversions": openv
 """
 
 
+@pytest.mark.exhaustive  # slow (a real process pool or a fresh process): in the second tier, which .ci/run also runs
 def test_a_first_call_in_a_fresh_process_converts_nothing(tmp_path):
     """No first-call cliff: with an empty cache folder nothing is converted
     (benchmarks/first_call.py times it against TensorFlow alone)."""

@@ -177,6 +177,7 @@ def _transform_into(cache, paths):
     return make(cache).transform(paths)
 
 
+@pytest.mark.exhaustive  # slow (a real process pool or a fresh process): in the second tier, which .ci/run also runs
 def test_two_processes_writing_at_once(tmp_path, photos, plain):
     results = joblib.Parallel(n_jobs=2, backend="loky")(
         joblib.delayed(_transform_into)(tmp_path, photos) for _ in range(2)

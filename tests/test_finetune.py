@@ -410,6 +410,17 @@ def test_failed_fit_on_a_bad_image_keeps_the_previous_state(fitted, colours, ima
         fresh.predict(X)
 
 
+def test_grid_search_over_the_unfreeze_depth_in_process(colours):
+    """The search a user runs first; over registry backbones in worker processes below."""
+    X, y = colours
+    search = GridSearchCV(classifier(head_epochs=2, finetune_epochs=1), {"unfreeze": [0, 2]}, cv=2).fit(X, y)
+    assert [params["unfreeze"] for params in search.cv_results_["params"]] == [0, 2]
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert search.best_estimator_.unfreeze == search.best_params_["unfreeze"]
+    assert set(search.predict(X)) <= {"red", "blue"}
+
+
+@pytest.mark.exhaustive  # slow (a real process pool): in the second tier, which .ci/run also runs
 def test_grid_search_over_backbone_and_unfreeze_in_workers(colours):
     X, y = colours
     search = GridSearchCV(

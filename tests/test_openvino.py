@@ -215,6 +215,7 @@ def run_process(tmp_path, cache, images, backbone="tiny_cnn", size=SIZE):
     return float(seconds), int(conversions), int(hits), np.load(tmp_path / "out.npy")
 
 
+@pytest.mark.exhaustive  # slow (a real process pool or a fresh process): in the second tier, which .ci/run also runs
 def test_a_second_process_reads_the_converted_model(tmp_path, images):
     cache = tmp_path / "cache"
     _, conversions, hits, first = run_process(tmp_path, cache, images)

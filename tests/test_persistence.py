@@ -95,6 +95,7 @@ def nodes(tree):
             yield from nodes(value)
 
 
+@pytest.mark.exhaustive  # slow (a real process pool or a fresh process): in the second tier, which .ci/run also runs
 def test_round_trip_in_a_fresh_process(saved):
     root, _ = saved
     code = textwrap.dedent(

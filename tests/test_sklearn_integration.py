@@ -1,6 +1,7 @@
 """The transformer inside real scikit-learn meta-estimators."""
 
 import numpy as np
+import pytest
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import adjusted_rand_score
@@ -35,10 +36,15 @@ def test_pipeline_to_kmeans(image_set):
     assert adjusted_rand_score(y, labels) > 0.5
 
 
-def test_cross_val_score_in_worker_processes(image_set):
+@pytest.mark.parametrize(
+    "n_jobs",
+    [1, pytest.param(2, marks=pytest.mark.exhaustive)],  # worker processes: slow, in the second tier (.ci/run)
+    ids=["in-process", "worker-processes"],
+)
+def test_cross_val_score(image_set, n_jobs):
     X, y = image_set
     pipe = make_pipeline(extractor(), StandardScaler(), LogisticRegression(max_iter=1000))
-    scores = cross_val_score(pipe, X, y, cv=2, n_jobs=2)
+    scores = cross_val_score(pipe, X, y, cv=2, n_jobs=n_jobs)
     assert scores.shape == (2,)
     assert scores.mean() >= 0.75
 
