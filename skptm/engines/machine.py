@@ -83,8 +83,8 @@ def capped_flags(flags, cap: str | None) -> frozenset:
     return flags.difference(*(added for _, added in _ISA_LEVELS[level + 1 :]))
 
 
-#: The x86 extensions oneDNN computes each reduced precision with natively.
-_NATIVE_PRECISION_FLAGS = {"bfloat16": {"avx512_bf16", "amx_bf16"}, "float16": {"avx512_fp16", "amx_fp16"}}
+#: The CPU extensions that compute each reduced precision natively (x86, then ARM's BF16).
+_NATIVE_PRECISION_FLAGS = {"bfloat16": {"avx512_bf16", "amx_bf16", "bf16"}, "float16": {"avx512_fp16", "amx_fp16"}}
 
 
 def precision_hidden_by_cap(precision: str, flags=None, cap: str | None = None) -> bool:
@@ -144,7 +144,7 @@ class Machine:
     @property
     def native_bfloat16(self) -> bool:
         """Whether the CPU computes bfloat16 natively (AVX-512 BF16, AMX, ARM BF16)."""
-        return bool(set(self.flags) & {"avx512_bf16", "amx_bf16", "bf16"})
+        return bool(set(self.flags) & _NATIVE_PRECISION_FLAGS["bfloat16"])
 
     @property
     def instruction_set(self) -> str:
