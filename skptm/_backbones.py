@@ -9,6 +9,7 @@ stay cheap; the networks themselves are built by :mod:`skptm.networks`.
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass, field
 
 from ._hub_backbones import (
@@ -213,6 +214,12 @@ def get_backbone_spec(name: str) -> BackboneSpec:
         raise TypeError(f"A backbone name must be a string. Received: backbone={name!r}")
     if is_preset_reference(name):
         return _preset_spec(name)
+    if os.path.isdir(name):
+        raise FileNotFoundError(
+            f"The folder {name!r} is not a KerasHub preset directory: it has no config.json. Pass "
+            "the folder keras_hub's save_to_preset wrote (or a downloaded preset copied here), or "
+            f"a name of skptm.list_backbones(). Received: backbone={name!r}"
+        )
     spec = _BY_KEY.get(_normalize(name))
     if spec is None:
         candidates = {spec.name: spec for spec in _SPECS}
@@ -235,10 +242,16 @@ def _preset_spec(preset) -> BackboneSpec:
     family = description["family"]
     preprocessing = _family_of(description["scale_offset"])
     if preprocessing is None:
+        found = (
+            "has no image_converter.json"
+            if description["scale_offset"] is None
+            else f"has an image converter that scales images as no family skptm knows ({description['scale_offset']})"
+        )
         raise ValueError(
-            f"The image converter of KerasHub preset {preset!r} scales images as no family skptm knows "
-            f"({description['scale_offset']}), or the preset has none: skptm cannot put its preprocessing "
-            "inside the network. Received: backbone={preset!r}"
+            f"The KerasHub preset {preset!r} {found}: skptm cannot put its preprocessing inside the "
+            f"network. If it is a {family} checkpoint preprocessed as the registry's, pass the registry "
+            f"name as backbone and the preset as weights (e.g. backbone={_family_example(family)!r}, "
+            f"weights={preset!r}). Received: backbone={preset!r}"
         )
     return BackboneSpec(
         description["name"],
@@ -271,6 +284,11 @@ FAMILY_AFFINE = {
         for family, (mean, std) in FAMILY_MEAN_STD.items()
     },
 }
+
+
+def _family_example(family) -> str:
+    """A registry name of the KerasHub ``family`` (``"dinov2_small"`` for ``"dinov2"``)."""
+    return next(spec.name for spec in _SPECS if spec.is_hub and spec.architecture == family)
 
 
 def _family_of(scale_offset):

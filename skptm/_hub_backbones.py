@@ -16,6 +16,8 @@ import importlib
 import json
 import os
 
+from .exceptions import WeightsUnavailableError
+
 INSTALL_HINT = "pip install 'skptm[hub]'"
 
 
@@ -56,7 +58,8 @@ HUB_RESIZING = {
 #: KerasHub's (TensorFlow's) interpolation names -> Pillow's filter in skptm's terms.
 _INTERPOLATION_NAMES = {"lanczos3": "lanczos", "lanczos5": "lanczos", "area": "box"}
 #: The filters of ``skptm._images.INTERPOLATIONS``, named here because this
-#: module imports nothing of skptm (the test suite checks that they agree).
+#: module imports nothing of skptm but its exceptions (the test suite checks
+#: that they agree).
 _PILLOW_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 
 #: The KerasHub class of each family's preset, and of its image tower when
@@ -196,8 +199,11 @@ def preset_description(preset) -> dict:
     config = _preset_json(preset, "config.json")
     family = PRESET_FAMILIES.get(config.get("class_name"))
     if family is None:
+        held = (
+            f"a {config['class_name']}" if config.get("class_name") else "no backbone (config.json has no class_name)"
+        )
         raise ValueError(
-            f"The KerasHub preset {preset!r} holds a {config.get('class_name')}; skptm takes the presets "
+            f"The KerasHub preset {preset!r} holds {held}; skptm takes the presets "
             f"of {', '.join(sorted(PRESET_FAMILIES))}. Received: backbone={preset!r}"
         )
     outer = config["config"]
@@ -245,11 +251,92 @@ def _preset_json(preset, filename, missing_ok=False):
                 return None
             raise FileNotFoundError(f"The KerasHub preset directory {preset!r} has no {filename}.")
         with open(path, encoding="utf-8") as file:
-            return json.load(file)
+            try:
+                return json.load(file)
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    f"The KerasHub preset directory {preset!r} has a {filename} that is not valid JSON "
+                    f"({exc}): a damaged or partial copy? Copy the preset again, or write it with "
+                    "keras_hub's save_to_preset."
+                ) from exc
     preset_utils = importlib.import_module("keras_hub.src.utils.preset_utils") if import_keras_hub() else None
     try:
         return preset_utils.load_json(preset, filename)
-    except FileNotFoundError:
-        if missing_ok:
+    except Exception as exc:
+        if is_download_failure(exc):
+            raise WeightsUnavailableError(offline_message(preset, preset, exc)) from exc
+        if missing_ok and isinstance(exc, FileNotFoundError):
             return None
         raise
+
+
+#: Links of an exception's chain that mean the network could not be reached.
+_NETWORK_ERROR_NAMES = (
+    "ConnectError",
+    "ConnectionError",
+    "ProxyError",
+    "Timeout",
+    "MaxRetryError",
+    "NameResolutionError",
+    "LocalEntryNotFoundError",
+    "OfflineModeIsEnabled",
+    "gaierror",
+)
+
+
+def is_download_failure(exc) -> bool:
+    """Whether ``exc`` (or what caused it) is a model hub that could not be reached."""
+    link, seen = exc, set()
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, (ConnectionError, TimeoutError)):
+            return True
+        if any(name in type(link).__name__ for name in _NETWORK_ERROR_NAMES):
+            return True
+        if any(marker in str(link) for marker in ("Max retries", "Temporary failure in name resolution")):
+            return True
+        link = link.__cause__ or link.__context__
+    return False
+
+
+def preset_cache(source="") -> tuple:
+    """``(folder, how to move it)``: where KerasHub's download of ``source`` is
+    cached (a registry preset or ``kaggle://``: kagglehub's cache; ``hf://``:
+    Hugging Face's; ``modelscope://``: ModelScope's)."""
+    home = os.path.expanduser("~")
+    if str(source).startswith("hf://"):
+        folder = os.environ.get("HF_HUB_CACHE") or os.path.join(
+            os.environ.get("HF_HOME") or os.path.join(home, ".cache", "huggingface"), "hub"
+        )
+        return folder, "set by HF_HUB_CACHE or HF_HOME, default ~/.cache/huggingface/hub"
+    if str(source).startswith("modelscope://"):
+        folder = os.environ.get("MODELSCOPE_CACHE") or os.path.join(home, ".cache", "modelscope", "hub")
+        return folder, "set by MODELSCOPE_CACHE, default ~/.cache/modelscope/hub"
+    folder = os.environ.get("KAGGLEHUB_CACHE") or os.path.join(home, ".cache", "kagglehub")
+    return folder, "set by the KAGGLEHUB_CACHE environment variable, default ~/.cache/kagglehub"
+
+
+def offline_message(name, source, exc) -> str:
+    """The one paragraph that says the preset ``source`` of backbone ``name``
+    could not be downloaded, where KerasHub looked for it, and the two ways out."""
+    cache, how = preset_cache(source)
+    hf_offline = (
+        " (Hugging Face retries for half a minute first; HF_HUB_OFFLINE=1 skips that.)"
+        if str(source).startswith("hf://")
+        else ""
+    )
+    return (
+        f"Could not get the pretrained weights of {name!r}: KerasHub looked for the preset "
+        f"{source!r} in its cache {cache!r} ({how}) and could not download it, so this machine "
+        "seems to be offline. Two ways out: (1) run skptm.fetch_weights"
+        f"([{source!r}]) once on a machine with internet access and copy its cache folder "
+        f"into {cache!r}; or (2) pass weights='<folder>', a local KerasHub preset directory of "
+        f"this architecture (the folder holding config.json and model.weights.h5).{hf_offline} "
+        f"Cause: {one_line(exc)}"
+    )
+
+
+def one_line(exc) -> str:
+    """The first line of ``exc``'s message, ending with a full stop."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip()
+    return text if text.endswith((".", "!", "?")) else text + "."

@@ -46,7 +46,8 @@ def _layer_names(value) -> bool:
     if isinstance(value, str):
         return value != ""
     if isinstance(value, (tuple, list)):
-        return len(value) > 0 and all(isinstance(name, str) and name for name in value)
+        names_ok = all(isinstance(name, str) and name for name in value)
+        return len(value) > 0 and names_ok and len(set(value)) == len(value)
     return True
 
 
@@ -87,7 +88,7 @@ def _tta(value) -> bool:
 #: parameter -> (check of a value its constraints accepted, what a valid value is)
 _VALUE_CHECKS = {
     "input_size": (_image_size, "an int >= 1, a (height, width) pair of ints >= 1 or None"),
-    "layer": (_layer_names, "a layer name, a non-empty list or tuple of layer names or None"),
+    "layer": (_layer_names, "a layer name, a non-empty list or tuple of different layer names or None"),
     "hidden_units": (_layer_sizes, "a tuple or list of ints >= 1 (the hidden layers' sizes; () for none)"),
     "unfreeze": (_unfreeze, 'an int >= 0, "all" or the name of a backbone layer'),
     "callbacks": (_callbacks, "a list of keras.callbacks.Callback instances or None"),

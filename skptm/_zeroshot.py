@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import string
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 
 from ._transformer import PretrainedFeatureTransformer
 
@@ -44,12 +45,16 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         An image-text backbone of the registry: CLIP (``"clip_vit_base_patch32"``,
         ``"clip_vit_base_patch16"``) or SigLIP (``"siglip_base_patch16_224"``,
         ``"siglip2_base_patch16_224"``, ...). Needs ``pip install 'skptm[hub]'``.
-    classes : list of str or None, default=None
-        The class names, as words a caption would use (``["cat", "dog"]``).
-        ``None`` takes the sorted labels of ``y`` in ``fit`` as names.
+    classes : list or None, default=None
+        The classes, named as a caption would (``["cat", "dog"]``): at least
+        two, different and not blank. ``None`` takes the labels of ``y`` in
+        ``fit`` (sorted, as ``numpy.unique`` sorts them). The labels keep
+        their type in ``classes_`` and ``predict``; their ``str`` is what
+        goes into the prompts.
     templates : list of str or None, default=None
-        Prompts with one ``{}`` for the class name; their embeddings are
-        averaged. ``None``: the seven prompts of CLIP's ImageNet ensemble.
+        Prompts with one ``{}`` for the class name (``{{`` and ``}}`` for
+        literal braces); their embeddings are averaged. ``None``: the seven
+        prompts of CLIP's ImageNet ensemble.
     weights : "imagenet" or path, default="imagenet"
         The preset's pretrained weights (through KerasHub's cache), or a
         local KerasHub preset directory holding both towers and the
@@ -57,18 +62,22 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         ``None``.)
     image_weight : float in [0, 1], default=0.0
         With labelled images in ``fit``: the share of each prototype that
-        comes from the mean image embedding of its class (0: text only).
+        comes from the mean image embedding of its class (0: text only,
+        and the images are not read).
     batch_size : int, default=32
         Images per batch for the image tower.
     engine, precision : str, default="auto"
         As in :class:`PretrainedFeatureTransformer`, for the image tower.
-    on_error : {"raise", "warn"}, default="raise"
-        As in :class:`PretrainedFeatureTransformer`.
+    on_error : {"raise", "nan"}, default="raise"
+        An unreadable image: ``"raise"`` an :class:`~skptm.ImageReadError`
+        naming its index and path; ``"nan"`` gives it NaN scores and
+        probabilities, and the label ``None`` in ``predict`` (NaN for float
+        class labels). An unreadable image in ``fit`` always raises.
 
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        The class names.
+        The classes, as ``classes`` (or ``y``) gives them.
     prototypes_ : ndarray of shape (n_classes, embedding size)
         Unit-norm class prototypes in the image embedding space.
     logit_scale_ : float
@@ -98,7 +107,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "engine": [str],
         "precision": [str],
-        "on_error": [StrOptions({"raise", "warn"})],
+        "on_error": [StrOptions({"raise", "nan"})],
     }
 
     def __init__(
@@ -155,56 +164,104 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         """
         from .networks.hub import text_tower
 
-        names = self._class_names(y)
-        templates = list(self.templates) if self.templates is not None else list(DEFAULT_TEMPLATES)
-        bad = [t for t in templates if not isinstance(t, str) or t.count("{}") != 1]
-        if bad or not templates:
-            raise ValueError(f"Every template must be a string with one '{{}}' for the class name. Received: {bad}")
+        if X is not None and y is not None and not isinstance(X, (str, os.PathLike)):
+            check_consistent_length(X, y)
+        if X is not None and y is None and self.image_weight > 0:
+            raise ValueError(
+                f"image_weight={self.image_weight} blends each class's mean image embedding into its "
+                "prototype: pass the images' labels as y, or image_weight=0 for prototypes from the "
+                "class names alone."
+            )
+        classes = self._classes(y)
+        templates = _checked_templates(self.templates)
         tower = text_tower(self.backbone, self.weights)
-        prompts = [template.format(name) for name in names for template in templates]
-        embedded = _unit(tower.embed(prompts)).reshape(len(names), len(templates), -1)
+        prompts = [template.format(str(name)) for name in classes for template in templates]
+        embedded = _unit(tower.embed(prompts)).reshape(len(classes), len(templates), -1)
         prototypes = _unit(embedded.mean(axis=1))
         if X is not None and y is not None and self.image_weight > 0:
-            images = _unit(self._image_tower().fit_transform(X))
-            labels = column_or_1d(y).astype(str)
-            for i, name in enumerate(names):
+            images = _unit(self._image_tower().set_params(on_error="raise").fit_transform(X))
+            labels = column_or_1d(y)
+            for i, name in enumerate(classes):
                 chosen = labels == name
                 if chosen.any():
                     mean = _unit(images[chosen].mean(axis=0, keepdims=True))[0]
                     prototypes[i] = (1 - self.image_weight) * prototypes[i] + self.image_weight * mean
             prototypes = _unit(prototypes)
-        self.classes_ = np.asarray(names)
+        self.classes_ = classes
         self.prototypes_ = prototypes.astype(np.float32)
         self.logit_scale_, self.logit_bias_ = tower.logit_scale, tower.logit_bias
         self.calibration_ = tower.calibration
         return self
 
-    def _class_names(self, y):
-        if self.classes is not None:
-            names = [str(name) for name in self.classes]
-            if len(names) < 2 or len(set(names)) != len(names):
+    def _classes(self, y):
+        """The classes, from ``classes`` or the labels of ``y``, checked."""
+        labels = None if y is None else _checked_labels(y)
+        if self.classes is None:
+            if labels is None:
+                raise ValueError("Name the classes: pass classes=['cat', 'dog', ...], or labelled images as y.")
+            classes = np.unique(labels)
+            if len(classes) < 2:
                 raise ValueError(
-                    f"classes must name at least two different classes. Received: classes={self.classes!r}"
+                    f"y has one class, {classes.tolist()[0]!r}; zero-shot classification needs at least two. "
+                    "Name them all: classes=['cat', 'dog', ...] (fit's labels may then cover only some)."
                 )
-            if y is not None:
-                unknown = sorted(set(column_or_1d(y).astype(str)) - set(names))
-                if unknown:
-                    raise ValueError(f"y has labels that are not in classes: {unknown}. Received: classes={names}")
-            return names
-        if y is None:
-            raise ValueError("Name the classes: pass classes=['cat', 'dog', ...], or labelled images as y.")
-        check_classification_targets(y)
-        return sorted(set(column_or_1d(y).astype(str)))
+            return classes
+        classes = np.asarray(list(self.classes))
+        blank = [i for i, name in enumerate(self.classes) if _is_blank(name)]
+        if blank:
+            raise ValueError(
+                f"classes has no name at index {_listing(blank)}: each class needs words for the "
+                f"prompts. Received: classes={self.classes!r}"
+            )
+        if len(classes) < 2 or len(set(classes.tolist())) != len(classes):
+            raise ValueError(f"classes must name at least two different classes. Received: classes={self.classes!r}")
+        if labels is not None:
+            known = set(classes.tolist())
+            unknown = sorted({label for label in labels.tolist() if label not in known}, key=str)
+            if unknown:
+                raise ValueError(
+                    f"y has labels that are not in classes: {', '.join(map(repr, unknown))}. Add them "
+                    f"to classes, or drop those images. Received: classes={self.classes!r}"
+                )
+        return classes
 
-    def decision_function(self, X):
-        """Scores ``logit_scale * cosine + logit_bias``, shape ``(n_images, n_classes)``."""
+    def _scores(self, X):
+        """``logit_scale * cosine + logit_bias`` of each image with each prototype."""
         check_is_fitted(self)
         images = _unit(self._image_tower().fit_transform(X))
         return self.logit_scale_ * images @ self.prototypes_.T + self.logit_bias_
 
+    def decision_function(self, X):
+        """The images' scores, ``logit_scale * cosine + logit_bias`` per class.
+
+        Parameters
+        ----------
+        X : images
+
+        Returns
+        -------
+        scores : ndarray of shape (n_images, n_classes), or (n_images,) for two classes
+            With two classes, as scikit-learn's binary classifiers: the score
+            of ``classes_[1]`` minus that of ``classes_[0]`` (positive:
+            ``classes_[1]``).
+        """
+        scores = self._scores(X)
+        return scores[:, 1] - scores[:, 0] if len(self.classes_) == 2 else scores
+
     def predict_proba(self, X):
-        """Class probabilities: softmax over classes (CLIP) or sigmoid per class (SigLIP)."""
-        scores = self.decision_function(X)
+        """Class probabilities: softmax over classes (CLIP) or sigmoid per class (SigLIP).
+
+        Parameters
+        ----------
+        X : images
+
+        Returns
+        -------
+        proba : ndarray of shape (n_images, n_classes)
+            In the order of ``classes_``; a row of NaN for an unreadable
+            image with ``on_error="nan"``.
+        """
+        scores = self._scores(X)
         if self.calibration_ == "sigmoid":
             return 1 / (1 + np.exp(-scores))
         scores = scores - scores.max(axis=1, keepdims=True)
@@ -212,8 +269,26 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         return exp / exp.sum(axis=1, keepdims=True)
 
     def predict(self, X):
-        """The class name of highest score for each image."""
-        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+        """The class of highest score for each image.
+
+        Parameters
+        ----------
+        X : images
+
+        Returns
+        -------
+        labels : ndarray of shape (n_images,)
+            From ``classes_``; with ``on_error="nan"``, an unreadable
+            image's label is ``None`` (NaN for float class labels), in an
+            object array.
+        """
+        scores = self._scores(X)  # checks fitted first
+        failed = np.isnan(scores).any(axis=1)
+        labels = self.classes_[np.argmax(np.nan_to_num(scores, nan=0.0), axis=1)]
+        if failed.any():
+            labels = labels.astype(float if self.classes_.dtype.kind == "f" else object)
+            labels[failed] = np.nan if labels.dtype.kind == "f" else None
+        return labels
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -222,6 +297,62 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         tags.target_tags.required = False
         tags.non_deterministic = False
         return tags
+
+
+def _checked_templates(templates):
+    """The prompt templates (CLIP's ensemble for ``None``), each with exactly
+    one ``{}`` replacement field, else a ``ValueError`` naming the first bad one."""
+    templates = list(DEFAULT_TEMPLATES if templates is None else templates)
+    if not templates:
+        raise ValueError("templates is empty: pass prompts with one '{}' for the class name, or None for the default.")
+    for index, template in enumerate(templates):
+        problem = _template_problem(template)
+        if problem:
+            raise ValueError(
+                f"Every template must be a string with one '{{}}' for the class name (and '{{{{' or "
+                f"'}}}}' for a literal brace); template {index} {problem}. Received: templates[{index}]={template!r}"
+            )
+    return templates
+
+
+def _template_problem(template):
+    """What is wrong with ``template`` in words, or ``None``."""
+    if not isinstance(template, str):
+        return f"is not a string but a {type(template).__name__}"
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        return f"is malformed ({exc})"
+    if len(fields) != 1:
+        return f"has {len(fields)} replacement fields"
+    if fields[0]:
+        return f"names its field {{{fields[0]}}}: write {{}}"
+    return None
+
+
+def _checked_labels(y):
+    """``y`` as a 1-D array of class labels, none of them missing or blank."""
+    labels = column_or_1d(y)
+    blank = [i for i, label in enumerate(labels.tolist()) if _is_blank(label)]
+    if blank:
+        raise ValueError(
+            f"y has no label at index {_listing(blank)}: every image in fit needs the name of its "
+            "class. Label those images, or drop them."
+        )
+    check_classification_targets(labels)
+    return labels
+
+
+def _is_blank(value):
+    """``None``, NaN or a string of only spaces: no name for a prompt."""
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _listing(indices, most=10):
+    shown = ", ".join(map(str, indices[:most]))
+    return shown + (f" (and {len(indices) - most} more)" if len(indices) > most else "")
 
 
 def _unit(vectors):

@@ -307,22 +307,100 @@ def test_without_keras_hub_the_error_says_how_to_install_it():
 
 
 def test_offline_the_error_names_the_cache_and_the_way_out(tmp_path):
+    """A registry preset and a ``kaggle://`` handle through kagglehub's cache,
+    an ``hf://`` handle through Hugging Face's (in offline mode: its retries
+    take half a minute), for the transformer and the zero-shot classifier."""
     env = {
         **os.environ,
         **dict.fromkeys(("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"), "http://127.0.0.1:9"),
-        "KAGGLEHUB_CACHE": str(tmp_path),
+        "KAGGLEHUB_CACHE": str(tmp_path / "kaggle"),
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_OFFLINE": "1",
     }
     script = (
         "import skptm\n"
-        "try:\n"
-        "    skptm.PretrainedFeatureTransformer('dinov2_small').fit(None)\n"
-        "except skptm.WeightsUnavailableError as exc:\n"
-        "    print('MESSAGE:' + str(exc))\n"
+        "for make in (\n"
+        "    lambda: skptm.PretrainedFeatureTransformer('dinov2_small'),\n"
+        "    lambda: skptm.PretrainedFeatureTransformer('kaggle://keras/dinov2/keras/dinov2_small'),\n"
+        "    lambda: skptm.PretrainedFeatureTransformer('hf://google/siglip-base-patch16-224'),\n"
+        "    lambda: skptm.ZeroShotClassifier('siglip_base_patch16_224', classes=['cat', 'dog']),\n"
+        "):\n"
+        "    try:\n"
+        "        make().fit(None)\n"
+        "    except skptm.WeightsUnavailableError as exc:\n"
+        "        print('MESSAGE:' + str(exc))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=180)
-    message = out.stdout.split("MESSAGE:", 1)[-1]
-    assert str(tmp_path) in message and "KAGGLEHUB_CACHE" in message, out.stdout + out.stderr
-    assert "skptm.fetch_weights(['dinov2_small'])" in message and "weights='<folder>'" in message
+    messages = out.stdout.split("MESSAGE:")[1:]
+    assert len(messages) == 4, out.stdout + out.stderr
+    registry, kaggle, hugging_face, zero_shot = messages
+    assert str(tmp_path / "kaggle") in registry and "KAGGLEHUB_CACHE" in registry
+    assert "skptm.fetch_weights(['dinov2_small'])" in registry and "weights='<folder>'" in registry
+    assert str(tmp_path / "kaggle") in kaggle and "kaggle://keras/dinov2/keras/dinov2_small" in kaggle
+    assert str(tmp_path / "hf" / "hub") in hugging_face and "HF_HOME" in hugging_face
+    assert "skptm.fetch_weights(['hf://google/siglip-base-patch16-224'])" in hugging_face
+    assert "siglip_base_patch16_224" in zero_shot and "KAGGLEHUB_CACHE" in zero_shot
+
+
+def _copy_of(folder, tmp_path, name="copy"):
+    import shutil
+
+    return shutil.copytree(folder, tmp_path / name)
+
+
+def test_a_damaged_local_preset_says_which_file_and_is_not_called_offline(presets, tmp_path):
+    """A preset directory copied in part or corrupted: the error names the
+    folder and the file, and does not send the user to fetch weights."""
+    name = "dinov2_with_registers_small"
+    no_weights = _copy_of(presets[name], tmp_path, "no_weights")
+    (no_weights / "model.weights.h5").unlink()
+    truncated = _copy_of(presets[name], tmp_path, "truncated")
+    data = (truncated / "model.weights.h5").read_bytes()
+    (truncated / "model.weights.h5").write_bytes(data[: len(data) // 3])
+    bad_json = _copy_of(presets[name], tmp_path, "bad_json")
+    (bad_json / "config.json").write_text("{'not': json")
+    for folder, error, match in (
+        (no_weights, FileNotFoundError, "has a config.json but no weights"),
+        (truncated, OSError, "missing or damaged"),
+        (bad_json, OSError, "missing or damaged"),
+    ):
+        for as_backbone in (False, True):
+            backbone, weights = (str(folder), "imagenet") if as_backbone else (name, folder)
+            if as_backbone and folder == bad_json:
+                error, match = ValueError, "config.json that is not valid JSON"
+            with pytest.raises(error, match=match) as caught:
+                PretrainedFeatureTransformer(backbone, weights=weights, input_size=56).fit(None)
+            assert not isinstance(caught.value, skptm.WeightsUnavailableError)
+            assert str(folder) in str(caught.value)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="has no config.json"):
+        PretrainedFeatureTransformer(str(empty)).fit(None)
+
+
+def test_a_preset_without_an_image_converter_is_taken_by_its_registry_name(presets, tmp_path):
+    """As backbone, a preset without image_converter.json cannot say how to
+    scale images; the error gives the way out, and the way out works."""
+    folder = _copy_of(presets["dinov2_with_registers_small"], tmp_path)
+    (folder / "image_converter.json").unlink()
+    with pytest.raises(ValueError, match="no image_converter.json") as caught:
+        PretrainedFeatureTransformer(str(folder), input_size=56).fit(None)
+    assert f"weights={str(folder)!r}" in str(caught.value)
+    features = PretrainedFeatureTransformer("dinov2_small", weights=folder, input_size=56).fit_transform(
+        np.zeros((1, 56, 56, 3), np.uint8)
+    )
+    assert features.shape == (1, WIDTH)
+
+
+def test_a_fixed_size_preset_runs_at_its_own_size_by_registry_name(tmp_path, photos):
+    """A ViT preset saved at 64 px (its position embeddings fixed to it) runs
+    at 64 px with input_size=None, by folder or by registry name."""
+    write_preset(tmp_path, "vit_base_patch16_224_imagenet", 64)
+    images = np.stack([_resized(p, 64) for p in photos])
+    by_name = PretrainedFeatureTransformer("vit_base_patch16_224_imagenet", weights=tmp_path)
+    by_folder = PretrainedFeatureTransformer(str(tmp_path))
+    np.testing.assert_array_equal(by_name.fit_transform(images), by_folder.fit_transform(images))
+    assert by_name._network().input_size == (64, 64)
 
 
 @pytest.mark.exhaustive

@@ -6,7 +6,8 @@ import string
 
 import numpy as np
 import pytest
-from sklearn.model_selection import cross_val_score
+import sklearn.exceptions
+from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 
 import skptm
@@ -183,3 +184,128 @@ def test_siglip_scores_are_sigmoids_with_its_bias(siglip_preset, images):
     logits = np.asarray(backbone({"images": converter(images.astype("float32")), "token_ids": tokens})["vision_logits"])
     np.testing.assert_allclose(probabilities, 1 / (1 + np.exp(-logits)), rtol=1e-4, atol=1e-5)
     assert clf.calibration_ == "sigmoid" and clf.logit_bias_ != 0.0
+
+
+def test_labels_keep_their_type_and_two_classes_score_as_one_column(clip_preset, images):
+    """Integer labels stay integers in classes_ and predict (their str goes
+    into the prompts), so score and cross_val_score compare like with like;
+    with two classes, decision_function is one column, as scikit-learn's
+    binary classifiers give it, so ROC AUC scoring works."""
+    y = np.array([2, 10] * 3)
+    clf = ZeroShotClassifier("clip_vit_base_patch32", weights=clip_preset, image_weight=0.5).fit(images, y)
+    assert clf.classes_.tolist() == [2, 10] and set(clf.predict(images).tolist()) <= {2, 10}
+    assert 0.0 <= clf.score(images, y) <= 1.0
+    scores = clf.decision_function(images)
+    full = clf._scores(images)
+    assert scores.shape == (len(images),)
+    np.testing.assert_allclose(scores, full[:, 1] - full[:, 0])
+    assert ((scores > 0) == (clf.predict(images) == 10)).all()
+    search = GridSearchCV(clf, {"image_weight": [0.0, 0.5]}, scoring="roc_auc", cv=2, error_score="raise")
+    assert np.isfinite(search.fit(images, y).cv_results_["mean_test_score"]).all()
+    three = ZeroShotClassifier("clip_vit_base_patch32", weights=clip_preset, classes=["cat", "dog", "bird"])
+    assert three.fit(None).decision_function(images).shape == (len(images), 3)
+
+
+def test_an_unreadable_image_gets_nan_with_on_error_nan(clip_preset, tmp_path):
+    from PIL import Image
+
+    good = tmp_path / "good.png"
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(good)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a JPEG")
+    paths = [str(good), str(broken), str(good)]
+    clf = ZeroShotClassifier("clip_vit_base_patch32", weights=clip_preset, classes=["cat", "dog"])
+    with pytest.raises(skptm.ImageReadError, match=r"index 1 .*broken\.jpg"):
+        clf.fit(None).predict(paths)
+    clf.set_params(on_error="nan")
+    with pytest.warns(skptm.ImageReadWarning, match="broken.jpg"):
+        labels = clf.predict(paths)
+    assert labels[1] is None and labels[0] in ("cat", "dog")
+    with pytest.warns(skptm.ImageReadWarning):
+        proba = clf.predict_proba(paths)
+    assert np.isnan(proba[1]).all() and np.isfinite(proba[[0, 2]]).all()
+
+
+def test_fit_checks_images_against_labels(clip_preset, images):
+    with pytest.raises(sklearn.exceptions.NotFittedError):
+        ZeroShotClassifier("clip_vit_base_patch32", weights=clip_preset, classes=["cat", "dog"]).predict(images)
+    for image_weight in (0.0, 0.5):
+        with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+            ZeroShotClassifier("clip_vit_base_patch32", weights=clip_preset, image_weight=image_weight).fit(
+                images[:4], ["cat", "dog", "cat"]
+            )
+    with pytest.raises(ValueError, match="pass the images' labels as y"):
+        ZeroShotClassifier("clip_vit_base_patch32", weights=clip_preset, classes=["cat", "dog"], image_weight=0.5).fit(
+            images
+        )
+
+
+@pytest.mark.parametrize(
+    ("classes", "y", "match"),
+    [
+        (["cat", "  "], None, "no name at index 1"),
+        (["cat", "cat"], None, "at least two different classes"),
+        (None, ["cat", "cat", "cat"], "y has one class, 'cat'"),
+        (None, ["cat", None, "dog"], "y has no label at index 1"),
+        (["cat", "dog"], ["cat", "cow", "dog"], "not in classes: 'cow'"),
+    ],
+)
+def test_class_names_are_checked(clip_preset, images, classes, y, match):
+    clf = ZeroShotClassifier("clip_vit_base_patch32", weights=clip_preset, classes=classes)
+    with pytest.raises(ValueError, match=match):
+        clf.fit(None if y is None else images[: len(y)], y)
+
+
+@pytest.mark.parametrize(
+    ("template", "match"),
+    [
+        ("a {} {x}", "has 2 replacement fields"),
+        ("a {} {", "is malformed"),
+        ("a {0}", "names its field"),
+        (3, "is not a string"),
+    ],
+)
+def test_templates_are_checked_and_literal_braces_allowed(clip_preset, template, match):
+    clf = ZeroShotClassifier("clip_vit_base_patch32", weights=clip_preset, classes=["cat", "dog"])
+    with pytest.raises(ValueError, match=f"template 1 {match}"):
+        clf.set_params(templates=["a photo of a {}.", template]).fit(None)
+    assert clf.set_params(templates=["a {} {{in braces}}"]).fit(None).classes_.tolist() == ["cat", "dog"]
+
+
+def test_a_preset_without_the_text_preprocessor_says_what_zero_shot_needs(clip_preset, siglip_preset, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(clip_preset, tmp_path / "no_tokenizer")
+    for name in ("preprocessor.json", "tokenizer.json"):
+        (folder / name).unlink()
+    shutil.rmtree(folder / "assets", ignore_errors=True)
+    with pytest.raises(FileNotFoundError, match="has no text preprocessor"):
+        ZeroShotClassifier("clip_vit_base_patch32", weights=folder, classes=["cat", "dog"]).fit(None)
+    with pytest.raises(ValueError, match="holds a SigLIPBackbone, not the CLIPBackbone"):
+        ZeroShotClassifier("clip_vit_base_patch32", weights=siglip_preset, classes=["cat", "dog"]).fit(None)
+    with pytest.raises(FileNotFoundError) as caught:
+        ZeroShotClassifier("clip_vit_base_patch32", weights=tmp_path / "missing", classes=["cat", "dog"]).fit(None)
+    assert "weights=None" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("cat,dog", ["cat", "dog"]),
+        ("cat, dog ,bird", ["cat", "dog", "bird"]),
+        ('"red, white",blue', ["red, white", "blue"]),
+    ],
+)
+def test_class_names_on_the_command_line(text, names):
+    from skptm.cli.predict import class_names
+
+    assert class_names(text) == names
+
+
+@pytest.mark.parametrize(("text", "match"), [("cat,,dog,", "empty name at position 2, 4"), ('"cat,dog', "not a comma")])
+def test_bad_class_names_on_the_command_line(text, match):
+    from skptm.cli import UserError
+    from skptm.cli.predict import class_names
+
+    with pytest.raises(UserError, match=match):
+        class_names(text)

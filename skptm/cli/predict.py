@@ -3,6 +3,7 @@ every image, as CSV."""
 
 from __future__ import annotations
 
+import csv
 import sys
 from pathlib import Path
 
@@ -44,7 +45,8 @@ def add_parser(subparsers):
         "--classes",
         metavar="NAMES",
         help="comma-separated class names for zero-shot classification (then SRC is the only "
-        "positional argument): skptm.ZeroShotClassifier",
+        "positional argument), in quotes where a name holds a comma: '\"red, white\",blue'; "
+        "skptm.ZeroShotClassifier",
     )
     command.add_argument(
         "--backbone",
@@ -110,5 +112,21 @@ def run(args, parser):
 def _zero_shot(args):
     from .._zeroshot import ZeroShotClassifier
 
-    classes = [name.strip() for name in args.classes.split(",") if name.strip()]
-    return ZeroShotClassifier(args.backbone, classes=classes, weights=args.weights).fit(None)
+    return ZeroShotClassifier(args.backbone, classes=class_names(args.classes), weights=args.weights).fit(None)
+
+
+def class_names(text):
+    """The class names of ``--classes``: comma-separated, a name in double quotes
+    where it holds a comma (as in a CSV row), spaces around each name dropped."""
+    try:
+        (names,) = csv.reader([text], skipinitialspace=True, strict=True)
+    except (csv.Error, ValueError) as exc:
+        raise UserError(f"--classes {text!r} is not a comma-separated list of names ({exc})") from exc
+    names = [name.strip() for name in names]
+    empty = [str(i + 1) for i, name in enumerate(names) if not name]
+    if empty:
+        raise UserError(
+            f"--classes {text!r} has an empty name at position {', '.join(empty)}: give every class a "
+            "name, separated by single commas"
+        )
+    return names

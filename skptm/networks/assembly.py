@@ -221,9 +221,12 @@ def layer_output(base, name):
         return stages[name]
     try:
         return get_layer(base, name).output
-    except ValueError as exc:
+    except ValueError:
         if stages:
-            raise ValueError(f"{exc} The blocks of {base.name!r} are 'stage1' to 'stage{len(stages)}'.") from None
+            raise ValueError(
+                f"Backbone {base.name!r} has no block named {name!r}: its blocks are 'stage1' to "
+                f"'stage{len(stages)}', bottom to top. Received: layer={name!r}"
+            ) from None
         raise
 
 

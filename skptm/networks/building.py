@@ -27,7 +27,8 @@ def fetch_weights(names=None, *, verbose=1) -> str:
     For a cluster without internet access or a container build: run this
     where there is a network, then ship the cache folder (``~/.keras/models``,
     or ``$KERAS_HOME/models``; for KerasHub backbones, KerasHub's preset
-    cache, ``~/.cache/kagglehub`` or ``$KAGGLEHUB_CACHE``) with the machines
+    cache, ``~/.cache/kagglehub`` or ``$KAGGLEHUB_CACHE``, and for ``hf://``
+    handles Hugging Face's, ``~/.cache/huggingface/hub``) with the machines
     or the image. The files come through Keras's and KerasHub's own
     downloads, which check each file where they can, and are the very files
     ``weights="imagenet"`` then reads.

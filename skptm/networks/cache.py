@@ -81,7 +81,7 @@ class NetworkCache:
         """The feature network for these parameters, from the cache or built."""
         spec = get_backbone_spec(backbone) if isinstance(backbone, str) else None
         if spec is not None and spec.is_hub:
-            input_size = hub_input_size(spec, as_size(input_size))
+            input_size = hub_input_size(spec, as_size(input_size), weights)
         family = _preprocessing_family(spec, preprocessing)
         feature_key = (family, pooling, layers, views)
         base_key = (*_base_key(backbone, spec, weights, input_size), precision)

@@ -27,12 +27,14 @@ import importlib
 import os
 import zlib
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 
 from .._compat import all_layers
+from .._hub_backbones import HANDLE_SCHEMES, is_download_failure, offline_message, one_line
 from .._hub_backbones import import_keras_hub as keras_hub
 from ..exceptions import WeightsUnavailableError
 
@@ -70,16 +72,19 @@ def hub_class(name):
     return getattr(keras_hub().models, name)
 
 
-def hub_input_size(spec, input_size):
+def hub_input_size(spec, input_size, weights=None):
     """The ``(height, width)`` a KerasHub backbone runs at for ``input_size``.
 
     DINOv2 and DINOv3 take any size: their position embeddings are
     interpolated to it, as their authors do; a size that is not a multiple of
     the patch size is rounded to the nearest multiple (at least one patch),
     which is what the image is then resized to. The others (ViT, SigLIP,
-    CLIP) were trained at one size and run at it.
+    CLIP) were trained at one size and run at it: the registry's, or that of
+    the local preset directory given as ``weights``.
     """
     native = (spec.input_size, spec.input_size)
+    if spec.architecture not in RESIZABLE and weights not in (None, "imagenet"):
+        native = (_preset_size(weights) or spec.input_size,) * 2
     if input_size is None:
         return native
     height, width = input_size
@@ -97,6 +102,17 @@ def hub_input_size(spec, input_size):
     return (side, side)
 
 
+def _preset_size(folder):
+    """The image size a local preset directory was saved at, or ``None``
+    where it cannot be read (the loading then says why)."""
+    from .._hub_backbones import preset_description
+
+    try:
+        return preset_description(os.fspath(folder))["input_size"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def build_hub_base(spec, weights, input_size):
     """The image tower of ``spec`` with its weights, as a functional model.
 
@@ -110,13 +126,12 @@ def build_hub_base(spec, weights, input_size):
     input_size : (int, int) or None
         Already passed through :func:`hub_input_size`.
     """
-    size = hub_input_size(spec, input_size)
+    size = hub_input_size(spec, input_size, weights)
     if weights is None:
         tower = _image_tower(spec, _from_config(spec, size))
         reinitialize_hub_weights(tower, spec.name)
         return tower
-    source = spec.source_preset if weights == "imagenet" else _check_preset_directory(weights, spec)
-    return _image_tower(spec, _from_preset(spec, source, size))
+    return _image_tower(spec, _from_preset(spec, preset_source(spec, weights), size))
 
 
 def _from_config(spec, size):
@@ -132,12 +147,8 @@ def _from_config(spec, size):
 def _from_preset(spec, source, size):
     hub = keras_hub()
     kwargs = {"image_shape": (*size, 3)} if spec.architecture in RESIZABLE else {}
-    try:
+    with preset_loading_errors(spec, source):
         backbone = hub.models.Backbone.from_preset(source, **kwargs)
-    except Exception as exc:
-        if source == spec.source_preset and _is_download_failure(exc):
-            raise WeightsUnavailableError(offline_message(spec, exc)) from exc
-        raise
     _check_preset(spec, source, backbone)
     if spec.architecture == "clip":
         vision = backbone.vision_encoder
@@ -145,6 +156,44 @@ def _from_preset(spec, source, size):
     if spec.architecture == "siglip":
         return backbone.vision_encoder
     return backbone
+
+
+def preset_source(spec, weights, *, random_weights_ok=True):
+    """What KerasHub loads for ``weights``: the registry's preset or the
+    handle named as backbone (``"imagenet"``), or a local preset directory,
+    checked to hold a configuration and weights."""
+    if weights != "imagenet":
+        return _check_preset_directory(weights, spec, random_weights_ok=random_weights_ok)
+    source = spec.source_preset
+    if is_local_preset(source):
+        return _check_preset_directory(source, spec, random_weights_ok=random_weights_ok)
+    return source
+
+
+def is_local_preset(source) -> bool:
+    """Whether KerasHub reads ``source`` from a folder here, not from a model hub."""
+    return os.path.isdir(source) and not str(source).startswith(HANDLE_SCHEMES)
+
+
+@contextmanager
+def preset_loading_errors(spec, source):
+    """Turn KerasHub's failures to load ``source`` into errors that say what to do:
+    offline, a :class:`~skptm.WeightsUnavailableError` naming the cache; a
+    damaged local preset directory, an ``OSError`` naming it."""
+    try:
+        yield
+    except Exception as exc:
+        if is_local_preset(source):
+            if isinstance(exc, (OSError, ValueError)):
+                error = FileNotFoundError if isinstance(exc, FileNotFoundError) else OSError
+                raise error(
+                    f"Could not load the KerasHub preset directory {source!r} for backbone {spec.name!r}: "
+                    f"{one_line(exc)} A file in it is missing or damaged (an interrupted copy?): copy the "
+                    "preset again, or write it with keras_hub's save_to_preset."
+                ) from exc
+        elif is_download_failure(exc):
+            raise WeightsUnavailableError(offline_message(spec.name, source, exc)) from exc
+        raise
 
 
 #: The KerasHub class of each family's presets.
@@ -215,41 +264,27 @@ def _image_tower(spec, model):
     return keras.Model(model.inputs[0], model.outputs[0], name=spec.name)
 
 
-def _check_preset_directory(weights, spec):
+def _check_preset_directory(weights, spec, *, random_weights_ok=True):
     path = os.fspath(weights)
+    random_weights = ", weights=None for a random initialisation," if random_weights_ok else ""
     if not os.path.isdir(path) or not os.path.isfile(os.path.join(path, "config.json")):
         raise FileNotFoundError(
-            f"weights={path!r} is not a KerasHub preset directory (a folder with config.json "
-            f"and model.weights.h5) for backbone {spec.name!r}. Pass weights='imagenet' for the "
-            f"preset {spec.name!r}, weights=None for a random initialisation, or a folder written "
-            "by keras_hub's save_to_preset (or a downloaded preset copied here)."
+            f"{path!r} is not a KerasHub preset directory (a folder with config.json and "
+            f"model.weights.h5) for backbone {spec.name!r}. Pass weights='imagenet' for the "
+            f"preset {spec.name!r}{random_weights} or a folder written by keras_hub's "
+            "save_to_preset (or a downloaded preset copied here)."
+        )
+    if not any(os.path.isfile(os.path.join(path, name)) for name in PRESET_WEIGHTS_FILES):
+        raise FileNotFoundError(
+            f"The KerasHub preset directory {path!r} has a config.json but no weights "
+            f"({' or '.join(PRESET_WEIGHTS_FILES)}): copy the whole preset, or write it with "
+            "keras_hub's save_to_preset."
         )
     return path
 
 
-def _is_download_failure(exc) -> bool:
-    text = f"{type(exc).__name__}: {exc}"
-    return isinstance(exc, (ConnectionError, OSError)) or any(
-        marker in text for marker in ("resolve", "Max retries", "ConnectionError", "Temporary failure")
-    )
-
-
-def preset_cache() -> str:
-    """The folder KerasHub's downloads (through kagglehub) are cached in."""
-    return os.environ.get("KAGGLEHUB_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "kagglehub")
-
-
-def offline_message(spec, exc) -> str:
-    cache = preset_cache()
-    return (
-        f"Could not get the pretrained weights of {spec.name!r}: KerasHub looked for the preset "
-        f"{spec.source_preset!r} in its cache {cache!r} (set by the KAGGLEHUB_CACHE environment variable, "
-        "default ~/.cache/kagglehub) and could not download it, so this machine seems to be "
-        "offline. Two ways out: (1) run skptm.fetch_weights"
-        f"([{spec.source_preset!r}]) once on a machine with internet access and copy its cache folder "
-        f"into {cache!r}; or (2) pass weights='<folder>', a local KerasHub preset directory of "
-        f"this architecture (the folder holding config.json and model.weights.h5). Cause: {exc}"
-    )
+#: A preset's weights: one file, or an index of sharded files.
+PRESET_WEIGHTS_FILES = ("model.weights.h5", "model.weights.json")
 
 
 def reinitialize_hub_weights(model, name, std=0.02) -> None:
@@ -311,15 +346,21 @@ def text_tower(name, weights) -> TextTower:
             "weights='imagenet' (the preset) or a local preset directory. Received: weights=None"
         )
     hub = keras_hub()
-    source = spec.source_preset if weights == "imagenet" else _check_preset_directory(weights, spec)
-    try:
+    source = preset_source(spec, weights, random_weights_ok=False)
+    with preset_loading_errors(spec, source):
         backbone = hub.models.Backbone.from_preset(source)
-        preprocessor = getattr(hub.models, TEXT_PREPROCESSORS[spec.architecture]).from_preset(source)
-    except Exception as exc:
-        if source == spec.source_preset and _is_download_failure(exc):
-            raise WeightsUnavailableError(offline_message(spec, exc)) from exc
-        raise
     _check_preset(spec, source, backbone)
+    preprocessor_class = TEXT_PREPROCESSORS[spec.architecture]
+    try:
+        with preset_loading_errors(spec, source):
+            preprocessor = getattr(hub.models, preprocessor_class).from_preset(source)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            f"The KerasHub preset {source!r} has no text preprocessor (its tokenizer): zero-shot "
+            f"classification needs one to turn the prompts into tokens. Save it into the preset with "
+            f"keras_hub.models.{preprocessor_class}(tokenizer).save_to_preset(folder), or copy the "
+            f"whole preset. Cause: {one_line(exc)}"
+        ) from exc
     head = backbone.clip_head if spec.architecture == "clip" else backbone.siglip_head
     scale = float(np.exp(keras.ops.convert_to_numpy(head.logit_scale)))
     bias = float(keras.ops.convert_to_numpy(head.logit_bias)) if spec.architecture == "siglip" else 0.0
