@@ -89,7 +89,17 @@ INVALID = {
     "PretrainedFeatureTransformer": {
         **COMMON,
         "pooling": ["sum", "", 1],
-        "layer": [5, [5], [], (), [""], "", ("block_1_expand", 3), {"block_1_expand"}],
+        "layer": [
+            5,
+            [5],
+            [],
+            (),
+            [""],
+            "",
+            ("block_1_expand", 3),
+            {"block_1_expand"},
+            ["block_1_expand", "block_1_expand"],
+        ],
     },
     "FineTunedClassifier": {
         **FINE_TUNED,
