@@ -42,6 +42,12 @@ def __getattr__(name):
         from .engines.calibration import calibrate
 
         return calibrate
+    if name in ("plot", "dask"):
+        # Submodules with optional dependencies (matplotlib, dask), loaded on
+        # first use so that ``import skptm`` then ``skptm.plot.montage(...)`` works.
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
     if name in ("save", "load"):
         # skops is optional and imported on use, by these functions.
         from . import _persistence

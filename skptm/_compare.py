@@ -315,6 +315,11 @@ def compare(
         task=task,
         random_weights=weights is None,
         time_budget=time_budget,
+        network_options={
+            name: os.fspath(value) if isinstance(value, os.PathLike) else value
+            for name, value in (("input_size", input_size), ("weights", weights))
+            if value is not None and value != "imagenet"
+        },
         seconds=time.perf_counter() - started,
     )
 

@@ -4,7 +4,7 @@ recommendation that follows from the rows' numbers."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -128,6 +128,10 @@ class ComparisonResult:
         The time budget in seconds, if one was given.
     seconds : float or None, default=None
         Wall-clock time of the whole comparison.
+    network_options : dict, default={}
+        The networks' options that are not the estimators' defaults
+        (``input_size``, a weights file): the recommended code passes them,
+        so that it builds what was scored.
 
     Attributes
     ----------
@@ -161,6 +165,7 @@ class ComparisonResult:
     random_weights: bool = False
     time_budget: float | None = None
     seconds: float | None = None
+    network_options: dict = field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "table", tuple(self.table))
@@ -377,10 +382,18 @@ def _finetuning_against_probe(result, probe):
 def _recommended(result):
     row = result.recommended
     regression = result.task == "regression"
+    options = "".join(f", {name}={value!r}" for name, value in result.network_options.items())
     if row.approach == PIXELS:
         others = [r for r in result.table if r.ran and r.approach != PIXELS]
         if not others:
             return "Recommended: nothing yet; only raw pixels were scored."
+        if result.random_weights:
+            return (
+                "Recommended: nothing from these scores: with random weights the networks' features say "
+                "nothing of your images, so raw pixels leading means nothing here. Run again with the "
+                "pretrained weights (weights='imagenet'; skptm.fetch_weights fills the cache on a machine "
+                "with internet access)."
+            )
         return (
             "Recommended: raw pixels, as no pretrained approach here beats them beyond the folds' spread: "
             "a linear model on pixels may be all this task needs, or the networks need adapting to these "
@@ -391,10 +404,10 @@ def _recommended(result):
         model = "RidgeCV()" if regression else "LogisticRegression(max_iter=2000)"
         return (
             f"Recommended: the {row.label}, the cheapest approach within the folds' spread of the best: "
-            f'make_pipeline(PretrainedFeatureTransformer("{row.backbone}"), StandardScaler(), {model}).'
+            f'make_pipeline(PretrainedFeatureTransformer("{row.backbone}"{options}), StandardScaler(), {model}).'
         )
     estimator = "FineTunedRegressor" if regression else "FineTunedClassifier"
     return (
         f"Recommended: {row.label}, which beats every cheaper approach beyond the folds' spread: "
-        f'{estimator}("{row.backbone}", unfreeze={row.unfreeze!r}).'
+        f'{estimator}("{row.backbone}", unfreeze={row.unfreeze!r}{options}).'
     )

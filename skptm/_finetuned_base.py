@@ -20,6 +20,7 @@ from ._doc_links import DocLinkMixin
 from ._images import AUTO, INTERPOLATIONS, RESIZE_POLICIES
 from ._validation import N_JOBS, check_parameter_values
 from .engines import ENGINE_CHOICES, PRECISION_CHOICES
+from .exceptions import ImageReadError
 
 #: Shared by the two estimators' docstrings.
 PARAMETERS_DOC = """
@@ -405,9 +406,11 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
                 validation_split=lambda n_items, seed: self._split(n_items, targets, seed),
                 callbacks=self.callbacks,
             )
-        except BaseException:
+        except BaseException as exc:
             self.__dict__.clear()
             self.__dict__.update(previous)
+            if isinstance(exc, ImageReadError) and not exc.training:
+                raise exc.for_training() from exc.__cause__
             raise
         self.__dict__.update(fitted)
         self._trained, self._network = trained, network

@@ -13,6 +13,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 
 from ._transformer import PretrainedFeatureTransformer
+from .exceptions import ImageReadError
 
 #: The seven prompts CLIP's authors found best as an ensemble on ImageNet
 #: (CLIP's "Prompt Engineering for ImageNet" notebook).
@@ -179,7 +180,10 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         embedded = _unit(tower.embed(prompts)).reshape(len(classes), len(templates), -1)
         prototypes = _unit(embedded.mean(axis=1))
         if X is not None and y is not None and self.image_weight > 0:
-            images = _unit(self._image_tower().set_params(on_error="raise").fit_transform(X))
+            try:
+                images = _unit(self._image_tower().set_params(on_error="raise").fit_transform(X))
+            except ImageReadError as exc:
+                raise exc.for_training() from exc.__cause__
             labels = column_or_1d(y)
             for i, name in enumerate(classes):
                 chosen = labels == name

@@ -26,20 +26,30 @@ class ImageReadError(ValueError):
         Position of the item in the input.
     path : str or None
         The item's file path, where it has one.
+    training : bool
+        Raised by ``fit``, which cannot learn from an unreadable image (so
+        the message does not offer ``on_error="nan"``).
     """
 
-    def __init__(self, index, path, cause):
+    def __init__(self, index, path, cause, training=False):
         self.index = index
         self.path = path
         self.cause = cause
+        self.training = training
         where = f"index {index}" + (f" ({path!r})" if path else "")
-        super().__init__(
-            f"Could not read the image at {where}: {cause}. Fix or remove this "
-            "item, or pass on_error='nan' to get a row of NaN for it instead."
+        way_out = (
+            "Training cannot use an unreadable image: fix or remove this item (and its label)."
+            if training
+            else "Fix or remove this item, or pass on_error='nan' to get a row of NaN for it instead."
         )
+        super().__init__(f"Could not read the image at {where}: {cause}. {way_out}")
+
+    def for_training(self) -> ImageReadError:
+        """The same error, as ``fit`` raises it."""
+        return type(self)(self.index, self.path, self.cause, training=True)
 
     def __reduce__(self):  # survives joblib's worker processes
-        return (type(self), (self.index, self.path, self.cause))
+        return (type(self), (self.index, self.path, self.cause, self.training))
 
 
 class ImageReadWarning(UserWarning):

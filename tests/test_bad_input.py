@@ -275,9 +275,12 @@ def test_finetuned_estimators_follow_on_error(fitted, corpus):
 
 def test_fit_always_raises_on_an_unreadable_image(corpus):
     clf = FineTunedClassifier(LIGHT, weights=None, input_size=32, unfreeze=0, on_error="nan")
-    with pytest.raises(ImageReadError, match="index 1"):
+    with pytest.raises(ImageReadError, match="index 1") as caught:
         clf.fit([corpus["rgb.jpg"], corpus["text.jpg"]], [0, 1])
     assert not hasattr(clf, "classes_")
+    # on_error='nan' cannot help fit: the message says what can.
+    assert "Training cannot use an unreadable image" in str(caught.value) and "on_error" not in str(caught.value)
+    assert caught.value.path == str(corpus["text.jpg"]) and caught.value.training
 
 
 def test_valid_input_gives_no_warning(extractor, corpus):

@@ -227,6 +227,26 @@ def test_probe_within_the_spread_of_pixels():
 
     random = result_of(row("raw pixels", (0.60, 0.70)), row("linear probe", (0.62, 0.74)), random_weights=True)
     assert "unlike" not in random.recommendation and "random weights" in random.recommendation
+    # Random features say nothing of the images: no verdict on them, no advice to adapt the network.
+    assert "Recommended: nothing from these scores" in random.recommendation
+    assert "fine-tuning deeper" not in random.recommendation
+
+
+def test_the_recommended_code_builds_what_was_scored():
+    """A non-default input size or weights file goes into the recommended code."""
+    options = {"network_options": {"input_size": 64, "weights": "/models/mine.weights.h5"}}
+    probe = result_of(row("raw pixels", (0.50, 0.52)), row("linear probe", (0.80, 0.82)), **options)
+    assert (
+        "PretrainedFeatureTransformer(\"mobilenet_v2\", input_size=64, weights='/models/mine.weights.h5')"
+        in probe.recommendation
+    )
+    tuned = result_of(
+        row("raw pixels", (0.50, 0.52)),
+        row("linear probe", (0.70, 0.72)),
+        row("fine-tuning", (0.90, 0.92), unfreeze=8),
+        **options,
+    )
+    assert 'FineTunedClassifier("mobilenet_v2", unfreeze=8, input_size=64, weights=' in tuned.recommendation
 
 
 def test_probe_recommended_when_fine_tuning_is_within_the_spread():

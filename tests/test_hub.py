@@ -306,7 +306,7 @@ def test_without_keras_hub_the_error_says_how_to_install_it():
     assert "pip install 'skptm[hub]'" in out.stdout.split("MESSAGE:", 1)[-1]
 
 
-def test_offline_the_error_names_the_cache_and_the_way_out(tmp_path):
+def test_offline_the_error_names_the_cache_and_the_way_out(tmp_path, photos):
     """A registry preset and a ``kaggle://`` handle through kagglehub's cache,
     an ``hf://`` handle through Hugging Face's (in offline mode: its retries
     take half a minute), for the transformer and the zero-shot classifier."""
@@ -329,8 +329,12 @@ def test_offline_the_error_names_the_cache_and_the_way_out(tmp_path):
         "        make().fit(None)\n"
         "    except skptm.WeightsUnavailableError as exc:\n"
         "        print('MESSAGE:' + str(exc))\n"
+        "from skptm.cli import main\n"
+        f"print('CODE', main(['predict', '--classes', 'cat,dog', {os.path.dirname(photos[0])!r}, '-o', {str(tmp_path / 'p.csv')!r}]))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=180)
+    assert "CODE 1" in out.stdout and "skptm predict: error: Could not get the pretrained weights" in out.stderr
+    assert "with --classes, '--weights FOLDER'" in out.stderr and "--weights none" not in out.stderr
     messages = out.stdout.split("MESSAGE:")[1:]
     assert len(messages) == 4, out.stdout + out.stderr
     registry, kaggle, hugging_face, zero_shot = messages

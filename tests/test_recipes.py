@@ -83,8 +83,9 @@ def test_several_labels_per_image_on_the_transformers_features(image_set):
 def test_the_worst_errors_are_the_least_probable_true_labels(photos):
     import matplotlib
 
+    import skptm  # as the user guide's recipe: skptm.plot loads on first use
+
     matplotlib.use("agg")
-    import skptm.plot
 
     paths, colour = photos
     y = np.where(colour == 0, "red", "blue")
@@ -96,3 +97,16 @@ def test_the_worst_errors_are_the_least_probable_true_labels(photos):
     assert sorted(worst.tolist()) == [0, 1, 2]
     figure = skptm.plot.montage([paths[i] for i in worst], [f"{y[i]}: {proba[i, codes[i]]:.2f}" for i in worst])
     assert len(figure.axes) >= 3
+
+
+def test_the_submodules_with_optional_dependencies_load_on_first_use():
+    """``import skptm`` alone, then ``skptm.plot`` and ``skptm.dask``, as the
+    recipes write them (a fresh process: here another test imported them)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, skptm; assert 'skptm.plot' not in sys.modules; print(skptm.plot.montage, skptm.dask.transform)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "function montage" in out.stdout, out.stderr

@@ -140,19 +140,37 @@ def user_message(exc, command=None) -> str:
     if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)) and exc.filename:
         return f"{exc.strerror or exc}: {exc.filename}"
     message = str(exc)
-    if isinstance(exc, ImageReadError):
-        if command in _ON_ERROR_COMMANDS:
-            message += " (On the command line: --on-error nan.)"
-        elif command == "train":
-            message += " (Training cannot use an unreadable image: fix or remove that file.)"
+    if isinstance(exc, ImageReadError) and command in _ON_ERROR_COMMANDS and not exc.training:
+        message += " (On the command line: --on-error nan.)"
     if isinstance(exc, WeightsUnavailableError):
         message = message.rstrip()
-        message += ("" if message.endswith(".") else ".") + (
-            " On the command line: 'skptm fetch-weights NAME' fills the cache on a machine "
-            "with internet access; '--weights PATH' uses a weights file of your own; "
+        message += ("" if message.endswith(".") else ".") + _offline_hint(command)
+    return message
+
+
+#: Commands whose ``--weights`` takes a weights file or ``none``.
+_WEIGHTS_OPTION_COMMANDS = ("embed", "cluster", "compare", "train", "calibrate")
+
+
+def _offline_hint(command) -> str:
+    """What the command line offers when weights cannot be had, by command."""
+    fetch = "'skptm fetch-weights NAME' fills the cache on a machine with internet access"
+    if command in _WEIGHTS_OPTION_COMMANDS:
+        return (
+            f" On the command line: {fetch}; '--weights PATH' uses a weights file of your own; "
             "'--weights none' uses random weights."
         )
-    return message
+    if command == "predict":
+        return (
+            f" On the command line: {fetch}; with --classes, '--weights FOLDER' uses a local KerasHub "
+            "preset (zero-shot needs trained towers: random weights name nothing)."
+        )
+    if command == "fetch-weights":
+        return (
+            " On the command line: run this command on a machine with internet access, then copy "
+            "the cache folder named above to this one."
+        )
+    return f" On the command line: {fetch}."
 
 
 def start_tensorflow():

@@ -56,9 +56,10 @@ def fetch_weights(names=None, *, verbose=1) -> str:
     Notes
     -----
     Weights without their classification top are fetched at each network's
-    native input size. The MobileNet families have a separate file per input
-    size: for another size, run one ``transform`` at that size where there is
-    a network (Keras downloads that file into the same cache), or copy it.
+    native input size. MobileNet and MobileNetV2 have a separate file per
+    input size: for another size, run one ``transform`` at that size where
+    there is a network (Keras downloads that file into the same cache), or
+    copy it. MobileNetV3 has one file for every size.
 
     Examples
     --------
