@@ -185,6 +185,19 @@ def grad_cam(estimator, images, *, target=None, layer=None) -> Explanation:
     return Explanation(maps, _labels(estimator, chosen), _in_units(estimator, chosen, outputs), source.items)
 
 
+def unreadable_items(estimator, images) -> list:
+    """The :class:`~skptm._batches.Failure` of every item of ``images`` that
+    ``estimator`` cannot read (decoded as :func:`grad_cam` decodes them, no
+    network run): what to leave out to explain the rest."""
+    params = estimator.get_params()
+    source = make_source(estimator._network, images, resize=params["resize"], interpolation=params["interpolation"])
+    return [
+        failure
+        for batch in stream_batches(source, params["batch_size"], params["n_jobs"])
+        for failure in batch.failures
+    ]
+
+
 def _check_estimator(estimator):
     if not isinstance(estimator, BaseFineTuned):
         raise TypeError(

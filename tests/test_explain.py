@@ -296,3 +296,30 @@ def test_cli_writes_one_overlay_per_image(probe, image_set, tmp_path, capsys):
     assert code == 1 and "'purple' is not a class" in err and "bluish, reddish" in err and "Traceback" not in err
     code = main(["explain", "--help"])
     assert code == 0 and "\n  skptm explain " in capsys.readouterr().out
+
+
+def test_cli_explains_the_readable_images_and_names_the_others(probe, image_set, tmp_path, capsys):
+    """One unreadable file among several: its name on stderr, every other
+    image's map written (or, with --on-error raise, an error naming it)."""
+    pytest.importorskip("skops")
+    X, _ = image_set
+    model = tmp_path / "model.skops"
+    skptm.save(probe, model)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, name in enumerate(("a.png", "c.png", "d.png")):
+        Image.fromarray(X[i]).save(folder / name)
+    (folder / "b.jpg").write_bytes(b"not a JPEG")
+    out = tmp_path / "heat"
+
+    code = main(["explain", str(model), str(folder), "-o", str(out)])
+    printed, err = capsys.readouterr()
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png", "d.png"]
+    assert "1 of 4 images could not be read; no heat map for them" in err and str(folder / "b.jpg") in err
+    assert len(printed.splitlines()) == 2 + 3
+
+    code = main(["explain", str(model), str(folder), "-o", str(tmp_path / "again"), "--on-error", "raise"])
+    _, err = capsys.readouterr()
+    assert code == 1 and str(folder / "b.jpg") in err and "Traceback" not in err
+    assert not (tmp_path / "again").exists()

@@ -163,14 +163,15 @@ def add_batch_options(command):
     )
 
 
-def add_on_error_option(command):
-    """``--on-error``: what an unreadable image does."""
+def add_on_error_option(command, nan="gives it a row of NaN"):
+    """``--on-error``: what an unreadable image does (``nan``: what the
+    command then does with it, in words)."""
     command.add_argument(
         "--on-error",
         choices=choices(PretrainedFeatureTransformer, "on_error"),
         default="nan",
-        help="an unreadable image: 'nan' (default) gives it a row of NaN and names it on "
-        "stderr at the end; 'raise' stops with an error naming it (exit code 1)",
+        help=f"an unreadable image: 'nan' (default) {nan} and names it on stderr at the end; "
+        "'raise' stops with an error naming it (exit code 1)",
     )
 
 

@@ -3,12 +3,14 @@ one overlay PNG per image (:func:`skptm.explain`, :func:`skptm.plot.overlay`).""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from ..datasets import IMAGE_EXTENSIONS
+from ..exceptions import ImageReadError
 from . import UserError, start_tensorflow
-from ._arguments import HelpFormatter, add_batch_options, examples, params_for
-from ._common import collect, load_classifier, print_table, require
+from ._arguments import HelpFormatter, add_batch_options, add_on_error_option, examples, params_for
+from ._common import collect, listing, load_classifier, print_table, require
 
 
 def add_parser(subparsers):
@@ -60,6 +62,7 @@ def add_parser(subparsers):
         help="the backbone layer whose feature map is used (default: the backbone's output)",
     )
     add_batch_options(command)
+    add_on_error_option(command, nan="gets no heat map")
     return command
 
 
@@ -79,13 +82,31 @@ def run(args, parser):
     start_tensorflow()
     from PIL import Image
 
-    from .._explain import grad_cam
+    from .._explain import grad_cam, unreadable_items
     from ..plot import overlay
 
     model = load_classifier(args.model)
     model.set_params(**params_for(model, args))
     target = None if args.target is None else _class(args.target, model.classes_)
-    result = grad_cam(model, paths, target=target, layer=args.layer)
+    failed = []
+    try:
+        result = grad_cam(model, paths, target=target, layer=args.layer)
+    except ImageReadError:
+        if args.on_error == "raise":
+            raise
+        # Found all at once (decoding only), then the rest explained in one more pass.
+        failed = unreadable_items(model, paths)
+        skipped = {failure.index for failure in failed}
+        paths = [path for i, path in enumerate(paths) if i not in skipped]
+        if not paths:
+            raise
+        result = grad_cam(model, paths, target=target, layer=args.layer)
+    if failed:
+        print(
+            f"skptm explain: {len(failed)} of {len(paths) + len(failed)} images could not be read; no heat "
+            f"map for them: {listing([failure.path for failure in failed])}",
+            file=sys.stderr,
+        )
     output_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for path, name, heat_map, label, probability in zip(
