@@ -155,9 +155,9 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
             (as :class:`PretrainedFeatureTransformer` takes them), with
             ``y``: their mean embedding per class is blended into the
             prototypes by ``image_weight``.
-        y : array-like of str, optional
-            Class names of ``X``; they name the classes when ``classes`` is
-            ``None``.
+        y : array-like of shape (n_images,), optional
+            The classes of ``X``; they name the classes when ``classes`` is
+            ``None`` (their ``str`` goes into the prompts).
 
         Returns
         -------
