@@ -61,6 +61,31 @@ def test_same_features_for_a_registry_network(images):
     assert cosine(reference, converted).min() >= 0.99999
 
 
+def test_float_images_are_not_rounded(images, tmp_path):
+    """Images that are not 8-bit (float arrays, 16-bit PNG files) reach the
+    converted network as they are: a uint8 input would truncate them."""
+    fractional = images.astype(np.float32) * 0.7 + 0.35
+    reference = features("tensorflow", fractional, backbone=TINY)
+    converted = features("openvino", fractional, backbone=TINY)
+    scale = np.abs(reference).max()
+    assert np.abs(converted - reference).max() <= 1e-5 * scale
+    assert np.abs(features("openvino", np.floor(fractional), backbone=TINY) - converted).max() > 1e-3 * scale
+    paths = []
+    for i, image in enumerate(images[:4]):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(image[..., 0].astype(np.uint16) * 257 + i).save(paths[-1])  # 16-bit grey
+    np.testing.assert_allclose(
+        features("openvino", paths, backbone=TINY),
+        features("tensorflow", paths, backbone=TINY),
+        rtol=0,
+        atol=1e-5 * scale,
+    )
+    assert (
+        cosine(features("tensorflow", images, backbone=TINY), features("openvino", images, backbone=TINY)).min()
+        >= 0.99999
+    )
+
+
 @pytest.mark.parametrize("family", ["caffe", "tf", "torch", "none"])
 def test_same_features_for_every_preprocessing_family(family, images):
     """The preprocessing layer converts as it computes, for each family (every

@@ -150,47 +150,62 @@ def cache_info() -> dict:
         return dict(_stats)
 
 
-def is_compiled(model, precision: str) -> bool:
-    """Whether ``model`` was compiled for ``precision`` in this process."""
+def is_compiled(model, precision: str, takes_images: bool = True) -> bool:
+    """Whether ``model`` was compiled for ``precision`` (and 8-bit images) in this process."""
     with _lock:
-        return precision in _compiled.get(model, {})
+        return (precision, input_dtype(takes_images, np.uint8)) in _compiled.get(model, {})
 
 
 def is_on_disk(model, takes_images: bool) -> bool:
     """Whether ``model``'s converted form is in the disk cache (no conversion needed)."""
-    path = _disk_path(model, takes_images, cache_dir())
+    path = _disk_path(model, takes_images, input_dtype(takes_images, np.uint8), cache_dir())
     return path is not None and path.is_file() and path.with_suffix(".bin").is_file()
 
 
-def compiled_network(model, precision: str, *, takes_images: bool) -> CompiledNetwork:
+def input_dtype(takes_images: bool, batch_dtype) -> str:
+    """The input type of the converted network that takes a batch of ``batch_dtype``.
+
+    8-bit images travel as uint8 (4x fewer bytes than float32) and are cast
+    inside, as the Keras network's input layer does; other images (16-bit
+    or float ones, resized from float) as float32, which a uint8 input
+    would truncate; tables as float32.
+    """
+    return "uint8" if takes_images and np.dtype(batch_dtype) == np.uint8 else "float32"
+
+
+def compiled_network(model, precision: str, *, takes_images: bool, dtype: str = "uint8") -> CompiledNetwork:
     """``model`` (a float32 Keras feature network) compiled by OpenVINO.
 
-    Converted once per process and model object, read from the disk cache
-    when another process converted it before; compiled once per precision.
+    Converted once per process, model object and input type, read from the
+    disk cache when another process converted it before; compiled once per
+    precision.
 
     Parameters
     ----------
     model : keras.Model
-        Input ``(batch, height, width, 3)`` of 0-255 values (fed as uint8),
-        or ``(batch, n_columns)`` float32 for a tabular network.
+        Input ``(batch, height, width, 3)`` of 0-255 values, or
+        ``(batch, n_columns)`` for a tabular network.
     precision : {"float32", "bfloat16", "float16"}
         OpenVINO's inference precision hint.
     takes_images : bool
+    dtype : {"uint8", "float32"}, default="uint8"
+        The input type, from :func:`input_dtype` (a table's is float32).
     """
+    dtype = dtype if takes_images else "float32"
     with _lock:
         compiled = _compiled.setdefault(model, {})
-        found = compiled.get(precision)
+        found = compiled.get((precision, dtype))
         if found is not None:
             return found
         model_lock = _locks.setdefault(model, threading.Lock())
     with model_lock:  # one conversion per model, even from several threads
-        found = compiled.get(precision)
+        found = compiled.get((precision, dtype))
         if found is None:
-            found = compiled[precision] = _compile(model, precision, takes_images)
+            found = compiled[precision, dtype] = _compile(model, precision, takes_images, dtype)
         return found
 
 
-def _compile(model, precision, takes_images):
+def _compile(model, precision, takes_images, dtype):
     ov = require_openvino()
     core = ov.Core()
     folder = cache_dir()
@@ -203,7 +218,7 @@ def _compile(model, precision, takes_images):
     share = threads.process_share()
     if share is not None:  # a joblib or Dask worker: its share of the cores, not all of them
         config["INFERENCE_NUM_THREADS"] = share
-    path = _disk_path(model, takes_images, folder)
+    path = _disk_path(model, takes_images, dtype, folder)
     if path is not None and path.is_file() and path.with_suffix(".bin").is_file():
         try:
             compiled = _compile_file(core, path, config, folder / "compiled")
@@ -223,7 +238,7 @@ def _compile(model, precision, takes_images):
             return CompiledNetwork(compiled, precision)
     # The converted model is not kept: the compiled one holds its own copy
     # of the weights; another precision reads it back from disk.
-    converted = _convert(model, takes_images)
+    converted = _convert(model, takes_images, dtype)
     if path is not None:
         _store(converted, path)
     return _compile_converted(core, converted, config, precision)
@@ -250,19 +265,16 @@ def _compile_converted(core, converted, config, precision):
     return CompiledNetwork(compiled, precision)
 
 
-def _convert(model, takes_images):
+def _convert(model, takes_images, dtype):
     import openvino as ov
     import tensorflow as tf
 
     from ..networks import quiet_retracing_warnings
 
-    if takes_images:
-        # Images travel as uint8 (4x fewer bytes than float32) and are cast
-        # inside, as the Keras network's input layer does.
-        spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.uint8)
+    spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], getattr(tf, dtype))
+    if takes_images:  # cast inside, as the Keras network's input layer does
         function = tf.function(lambda x: model(tf.cast(x, tf.float32), training=False))
     else:
-        spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
         function = tf.function(lambda x: model(x, training=False))
     with quiet_retracing_warnings():
         converted = ov.convert_model(function.get_concrete_function(spec))
@@ -271,7 +283,7 @@ def _convert(model, takes_images):
     return converted
 
 
-def _disk_key(model, takes_images) -> str:
+def _disk_key(model, takes_images, dtype="uint8") -> str:
     """A key of everything the converted model depends on."""
     import keras
     import openvino as ov
@@ -284,7 +296,8 @@ def _disk_key(model, takes_images) -> str:
             str(FORMAT_VERSION),
             _canonical_architecture(model),
             fingerprint(model),
-            "images" if takes_images else "table",
+            # "images" alone: 8-bit images, the key of every earlier entry.
+            ("images" if dtype == "uint8" else f"images-{dtype}") if takes_images else "table",
             ov.__version__,
             tf.__version__,
             keras.__version__,
@@ -325,10 +338,10 @@ def _canonical_architecture(model) -> str:
     return json.dumps(rename(config), sort_keys=True)
 
 
-def _disk_path(model, takes_images, folder):
-    """Where ``model``'s converted form is kept (``None``: not cacheable)."""
+def _disk_path(model, takes_images, dtype, folder):
+    """Where ``model``'s converted form for input ``dtype`` is kept (``None``: not cacheable)."""
     try:
-        return folder / f"{model.name}-{_disk_key(model, takes_images)}.xml"
+        return folder / f"{model.name}-{_disk_key(model, takes_images, dtype)}.xml"
     except Exception:  # noqa: BLE001 - a model without a JSON config: no disk cache
         return None
 
@@ -417,14 +430,18 @@ class OpenVINOEngine:
 
         def make():
             def run(batch):
-                return compiled_network(network.model, precision, takes_images=network.takes_images).predict(batch)
+                dtype = input_dtype(network.takes_images, batch.dtype)
+                compiled = compiled_network(network.model, precision, takes_images=network.takes_images, dtype=dtype)
+                return compiled.predict(batch.astype(dtype, copy=False))
 
             return dataclasses.replace(network, engine=NAME, precision=precision, runner=run)
 
         return NETWORKS.variant(network, (NAME, precision), make)
 
     def is_prepared(self, network, precision: str) -> bool:
-        return is_compiled(network.model, precision) or is_on_disk(network.model, network.takes_images)
+        return is_compiled(network.model, precision, network.takes_images) or is_on_disk(
+            network.model, network.takes_images
+        )
 
 
 ENGINE = OpenVINOEngine()
