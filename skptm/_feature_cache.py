@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from ._batches import TableSource, default_n_threads
+from ._images import loaded
 from ._io import atomic_write_bytes, content_hash
 from .exceptions import FeatureCacheWarning
 
@@ -216,6 +217,7 @@ def _content_parts(item):
     elif isinstance(item, Image.Image):
         # Everything decoding reads: mode, size, orientation, the palette
         # a "P" image's indices point into, and its transparent colour.
+        loaded(item)
         transparency = item.info.get("transparency")
         yield f"pil {item.mode} {item.size} {item.getexif().get(0x0112, 1)} {transparency!r}"
         palette = item.getpalette(rawmode="RGBA") if item.mode in ("P", "PA") else None

@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +56,19 @@ _TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # width and height swap
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 _WHITE = 255.0
+
+
+#: Locks for loading a caller's PIL images, striped by object: PIL reads a
+#: lazily opened image's file on its first ``load()``, which is not safe from
+#: two threads at once (one object may appear many times in ``X``).
+_LOAD_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
+def loaded(image: Image.Image) -> Image.Image:
+    """``image`` with its pixels loaded (a no-op once loaded), safe from any thread."""
+    with _LOAD_LOCKS[id(image) % len(_LOAD_LOCKS)]:
+        image.load()
+    return image
 
 
 def describe_item(item) -> str | None:
@@ -148,7 +162,7 @@ class ImageReader:
             with Image.open(io.BytesIO(item)) as image:
                 return self._oriented_rgb(image, opened_here=True)
         if isinstance(item, Image.Image):
-            return self._oriented_rgb(item, opened_here=False)
+            return self._oriented_rgb(loaded(item), opened_here=False)
         raise TypeError(
             f"unsupported item of type {type(item).__name__}: expected a file path "
             "(str or pathlib.Path), encoded image bytes, a PIL image or a NumPy "

@@ -352,3 +352,19 @@ def test_html_repr_builds_no_network_and_links_to_the_api_page():
     built = get_feature_network(LIGHT, weights=None, input_size=SIZE, pooling="max").feature_names
     named = PretrainedFeatureTransformer(LIGHT, weights=None, input_size=SIZE, pooling="max").get_feature_names_out()
     assert list(named) == list(built)
+
+
+@pytest.mark.parametrize("suffix", ["png", "jpg"])
+def test_one_lazily_opened_pil_image_repeated_in_x(tmp_path, suffix):
+    """The same ``Image.open`` object many times in X, decoded by several
+    threads (and hashed for the cache): PIL's first load reads the file and
+    must happen once, else rows come out wrong or unreadable."""
+    path = tmp_path / f"big.{suffix}"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (600, 800, 3), dtype=np.uint8)).save(path)
+    extractor = PretrainedFeatureTransformer(LIGHT, weights=None, input_size=SIZE, n_jobs=4)
+    with Image.open(path) as alone:
+        reference = extractor.transform([alone])
+    for cache in (None, tmp_path / "cache"):
+        with Image.open(path) as shared:
+            features = extractor.set_params(cache=cache).transform([shared] * 12)
+        np.testing.assert_allclose(features, np.repeat(reference, 12, axis=0), rtol=0, atol=1e-5)
