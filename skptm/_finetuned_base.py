@@ -22,6 +22,21 @@ from ._validation import N_JOBS, check_parameter_values
 from .engines import ENGINE_CHOICES, PRECISION_CHOICES
 from .exceptions import ImageReadError
 
+#: The parameters a fitted model is built from (its network and head): a
+#: pickle rebuilds it from their values at fit time.
+BUILD_PARAMS = (
+    "backbone",
+    "weights",
+    "input_size",
+    "pooling",
+    "preprocessing",
+    "precision",
+    "engine",
+    "hidden_units",
+    "dropout",
+    "augment",
+)
+
 #: Shared by the two estimators' docstrings.
 PARAMETERS_DOC = """
     backbone : str, keras.Model or callable, default="efficientnet_b0"
@@ -382,8 +397,9 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         from ._fitted import inference_choice
 
         previous = dict(self.__dict__)
+        params = self.get_params()
         try:
-            network = feature_network(self.get_params())
+            network = feature_network(params)
             if network.takes_images:
                 n = len(make_source(network, X))  # checks the input form; decodes nothing
             else:
@@ -414,6 +430,8 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
             raise
         self.__dict__.update(fitted)
         self._trained, self._network = trained, network
+        # What rebuilds this model after unpickling, whatever set_params changes later.
+        self._build_params = {name: params[name] for name in BUILD_PARAMS}
         self.model_ = trained.model
         self.unfrozen_layers_ = list(trained.unfrozen)
         self.history_ = history
@@ -516,7 +534,8 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         if trained_state is not None:
             from ._fitted import import_state
 
-            self._trained, self._network = import_state(trained_state, self.get_params(), self._task(state))
+            params = {**self.get_params(), **state.get("_build_params", {})}  # older pickles: the current ones
+            self._trained, self._network = import_state(trained_state, params, self._task(state))
             self.model_ = self._trained.model
 
     def __sklearn_tags__(self):

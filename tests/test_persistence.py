@@ -199,6 +199,22 @@ def test_other_base_weights_are_refused(images, tmp_path):
         skptm.load(tmp_path / "clf.skops")
 
 
+def test_parameters_changed_after_fit_do_not_change_what_is_saved(saved, tmp_path):
+    """set_params changes the next fit, not the fitted model: a round trip
+    (skops or pickle) rebuilds the model the estimator was fitted as."""
+    import pickle
+
+    root, _ = saved
+    expected = np.load(root / "expected.npz")
+    clf = skptm.load(root / "clf.skops")
+    clf.set_params(backbone="mobilenet_v3_small", input_size=48, unfreeze=0, hidden_units=(8,), dropout=0.5)
+    np.testing.assert_allclose(clf.predict_proba(expected["X"]), expected["clf_proba"], rtol=0, atol=1e-6)
+    skptm.save(clf, tmp_path / "changed.skops")
+    for again in (skptm.load(tmp_path / "changed.skops"), pickle.loads(pickle.dumps(clf))):
+        np.testing.assert_allclose(again.predict_proba(expected["X"]), expected["clf_proba"], rtol=0, atol=1e-6)
+        assert again.get_params()["backbone"] == "mobilenet_v3_small"  # the parameters stay as set
+
+
 def test_save_is_atomic(saved, tmp_path, monkeypatch):
     _, estimators = saved
     path = tmp_path / "model.skops"
