@@ -469,6 +469,33 @@ def test_train_force_and_user_errors(trained, tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "m.skops").exists()
 
 
+def test_train_with_an_unreadable_image(tmp_path, capsys):
+    """In the held-out split, it is named and left out of the scores, and the
+    model is saved; in the training split, the error names its path."""
+    pytest.importorskip("skops")
+    from skptm._finetuned_base import holdout_split
+    from skptm.datasets import load_image_folder
+
+    root = write_classes(tmp_path / "classes", {"red": 6, "blue": 6})
+    broken = root / "red" / "broken.jpg"
+    broken.write_text("this is text, not a JPEG")
+
+    def split_of(seed):
+        data = load_image_folder(root, random_state=seed)
+        y = np.asarray(data.target_names)[data.target]
+        train, test = holdout_split(len(y), 0.2, seed, stratify=y)
+        return "test" if str(broken) in set(data.paths[test]) else "train"
+
+    seeds = {split_of(seed): seed for seed in range(40)}
+    code, out, err = run_cli(capsys, "train", root, "-o", tmp_path / "m.skops", *TRAIN, "--seed", seeds["test"])
+    assert code == 0, err
+    assert "1 of 3 held-out images could not be read and are not scored" in err and str(broken) in err
+    assert "held-out test split (2 images" in out and (tmp_path / "m.skops").is_file()
+    code, _, err = run_cli(capsys, "train", root, "-o", tmp_path / "n.skops", *TRAIN, "--seed", seeds["train"])
+    assert code == 1 and str(broken) in err and "training cannot use an unreadable image" in err
+    assert "on_error" not in err and "Traceback" not in err and not (tmp_path / "n.skops").exists()
+
+
 def test_predict(trained, tmp_path, capsys):
     pytest.importorskip("skops")
     root, model, _ = trained

@@ -3,12 +3,14 @@ score it on a held-out split, save it as a skops file."""
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .._classifier import FineTunedClassifier
+from ..exceptions import ImageReadError, ImageReadWarning
 from . import UserError, start_tensorflow
 from ._arguments import (
     HelpFormatter,
@@ -121,12 +123,43 @@ def run(args, parser):
     start_tensorflow()
     from .._persistence import save
 
-    model = FineTunedClassifier(**params_for(FineTunedClassifier, args)).fit(data.paths[train], y[train])
-    predicted = model.classes_[np.argmax(model.predict_proba(data.paths[test]), axis=1)]
+    model = FineTunedClassifier(**params_for(FineTunedClassifier, args))
+    try:
+        model.fit(data.paths[train], y[train])
+    except ImageReadError as exc:
+        raise UserError(
+            f"could not read the image {exc.path!r} ({exc.cause}): training cannot use an unreadable "
+            "image. Fix or remove the file, then run again."
+        ) from None
+    proba, test = _held_out_proba(model, data.paths, test)
+    predicted = model.classes_[np.argmax(proba, axis=1)]
     _print_scores(y[test], predicted, model.classes_, args.test_size)
     save(model, model_path)
     print(f"wrote {model_path} (use it with: skptm predict {model_path} IMAGES -o predictions.csv)")
     return 0
+
+
+def _held_out_proba(model, paths, test):
+    """``(proba, test)``: the probabilities of the held-out images that can be
+    read, and their indices; the others are named on stderr (a model trained
+    for minutes is not thrown away for one file)."""
+    model.set_params(on_error="nan")
+    try:
+        with warnings.catch_warnings():  # named below, by path
+            warnings.simplefilter("ignore", ImageReadWarning)
+            proba = model.predict_proba(paths[test])
+    finally:
+        model.set_params(on_error="raise")
+    failed = np.isnan(proba).any(axis=1)
+    if failed.all():
+        raise UserError("no held-out image could be read: nothing to score the model on. Fix or remove those files.")
+    if failed.any():
+        print(
+            f"skptm train: {failed.sum()} of {len(test)} held-out images could not be read and are not "
+            f"scored: {listing(list(paths[test][failed]))}",
+            file=sys.stderr,
+        )
+    return proba[~failed], test[~failed]
 
 
 def _check_classes(data, test_size):
