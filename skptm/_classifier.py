@@ -232,6 +232,27 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
             labels[failed] = np.nan if labels.dtype.kind == "f" else None
         return labels
 
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy of ``predict(X)`` against ``y``.
+
+        Every image is needed, whatever ``on_error`` says: an unreadable one
+        raises an :class:`~skptm.ImageReadError` naming its index and path.
+
+        Parameters
+        ----------
+        X : images
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        from sklearn.metrics import accuracy_score
+
+        labels = self.classes_[np.argmax(self._outputs_of_every_image(X), axis=1)]
+        return float(accuracy_score(y, labels, sample_weight=sample_weight))
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = False

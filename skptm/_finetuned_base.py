@@ -426,7 +426,7 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
             self.__dict__.clear()
             self.__dict__.update(previous)
             if isinstance(exc, ImageReadError) and not exc.training:
-                raise exc.for_training() from exc.__cause__
+                raise exc.as_needed_by("fit") from exc.__cause__
             raise
         self.__dict__.update(fitted)
         self._trained, self._network = trained, network
@@ -450,14 +450,22 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
             X = validate_data(self, X, dtype=np.float32, reset=False)
         return X
 
-    def _outputs(self, X):
-        """What the trained model's loss sees: probabilities, or standardised targets."""
+    def _outputs(self, X, on_error=None):
+        """What the trained model's loss sees: probabilities, or standardised targets
+        (``on_error``: the estimator's unless given)."""
         from ._fitted import predict_outputs
 
         X = self._check_input(X)
-        return predict_outputs(
-            self._trained, self._network, X, self.get_params(), self._inference_choice(), on_error=self.on_error
-        )
+        on_error = self.on_error if on_error is None else on_error
+        return predict_outputs(self._trained, self._network, X, self.get_params(), self._inference_choice(), on_error)
+
+    def _outputs_of_every_image(self, X):
+        """:meth:`_outputs` for ``score``, which needs every image whatever
+        ``on_error`` says: an unreadable one raises, named."""
+        try:
+            return self._outputs(X, on_error="raise")
+        except ImageReadError as exc:
+            raise exc.as_needed_by("score") from exc.__cause__
 
     def _inference_choice(self):
         """``engine="auto"``: the choice fixed by ``fit`` (``engine_``, ``precision_``);

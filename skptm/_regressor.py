@@ -106,7 +106,30 @@ class FineTunedRegressor(RegressorMixin, BaseFineTuned):
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
         """
-        outputs = self._outputs(X)  # checks that the estimator is fitted
+        return self._in_targets_units(self._outputs(X))  # checks that the estimator is fitted
+
+    def score(self, X, y, sample_weight=None):
+        """R² of ``predict(X)`` against ``y``.
+
+        Every image is needed, whatever ``on_error`` says: an unreadable one
+        raises an :class:`~skptm.ImageReadError` naming its index and path.
+
+        Parameters
+        ----------
+        X : images
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        from sklearn.metrics import r2_score
+
+        predicted = self._in_targets_units(self._outputs_of_every_image(X))
+        return float(r2_score(y, predicted, sample_weight=sample_weight))
+
+    def _in_targets_units(self, outputs):
         scale, offset = self._target_affine
         outputs = outputs * scale + offset  # back to the targets' units, in float64
         return outputs.ravel() if self._y_ndim == 1 else outputs

@@ -183,7 +183,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
             try:
                 images = _unit(self._image_tower().set_params(on_error="raise").fit_transform(X))
             except ImageReadError as exc:
-                raise exc.for_training() from exc.__cause__
+                raise exc.as_needed_by("fit") from exc.__cause__
             labels = column_or_1d(y)
             for i, name in enumerate(classes):
                 chosen = labels == name

@@ -26,30 +26,38 @@ class ImageReadError(ValueError):
         Position of the item in the input.
     path : str or None
         The item's file path, where it has one.
-    training : bool
-        Raised by ``fit``, which cannot learn from an unreadable image (so
-        the message does not offer ``on_error="nan"``).
+    needed_by : {"fit", "score"} or None
+        Raised by ``fit`` or ``score``, which need every image (so the
+        message does not offer ``on_error="nan"``).
     """
 
-    def __init__(self, index, path, cause, training=False):
+    #: What each caller that needs every image says.
+    _NEEDS = {"fit": "Training cannot use an unreadable image", "score": "Scoring needs every image"}
+
+    def __init__(self, index, path, cause, needed_by=None):
         self.index = index
         self.path = path
         self.cause = cause
-        self.training = training
+        self.needed_by = needed_by
         where = f"index {index}" + (f" ({path!r})" if path else "")
         way_out = (
-            "Training cannot use an unreadable image: fix or remove this item (and its label)."
-            if training
+            f"{self._NEEDS[needed_by]}: fix or remove this item (and its label)."
+            if needed_by
             else "Fix or remove this item, or pass on_error='nan' to get a row of NaN for it instead."
         )
         super().__init__(f"Could not read the image at {where}: {cause}. {way_out}")
 
-    def for_training(self) -> ImageReadError:
-        """The same error, as ``fit`` raises it."""
-        return type(self)(self.index, self.path, self.cause, training=True)
+    @property
+    def training(self) -> bool:
+        """Whether ``fit`` raised it."""
+        return self.needed_by == "fit"
+
+    def as_needed_by(self, caller) -> ImageReadError:
+        """The same error, as ``caller`` (``"fit"`` or ``"score"``) raises it."""
+        return type(self)(self.index, self.path, self.cause, caller)
 
     def __reduce__(self):  # survives joblib's worker processes
-        return (type(self), (self.index, self.path, self.cause, self.training))
+        return (type(self), (self.index, self.path, self.cause, self.needed_by))
 
 
 class ImageReadWarning(UserWarning):

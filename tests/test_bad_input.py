@@ -268,6 +268,12 @@ def test_finetuned_estimators_follow_on_error(fitted, corpus):
         with pytest.warns(ImageReadWarning):
             features = classifier.transform(X)
         assert np.isnan(features[1]).all() and np.isfinite(features[0]).all()
+        # score needs every image: named, without the on_error advice that cannot help it.
+        for estimator, y in ((classifier, classifier.classes_[[0, 0, 0]]), (regressor, [0.0, 1.0, 2.0])):
+            with pytest.raises(ImageReadError, match="index 1.*Scoring needs every image") as caught:
+                estimator.score(X, y)
+            assert "on_error" not in str(caught.value) and caught.value.path == str(corpus["half.jpg"])
+        assert 0.0 <= classifier.score([X[0], X[2]], classifier.classes_[[0, 0]]) <= 1.0
     finally:
         for estimator in fitted:
             estimator.set_params(on_error="raise")

@@ -140,7 +140,7 @@ def user_message(exc, command=None) -> str:
     if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)) and exc.filename:
         return f"{exc.strerror or exc}: {exc.filename}"
     message = str(exc)
-    if isinstance(exc, ImageReadError) and command in _ON_ERROR_COMMANDS and not exc.training:
+    if isinstance(exc, ImageReadError) and command in _ON_ERROR_COMMANDS and exc.needed_by is None:
         message += " (On the command line: --on-error nan.)"
     if isinstance(exc, WeightsUnavailableError):
         message = message.rstrip()
