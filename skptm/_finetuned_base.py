@@ -252,10 +252,13 @@ def holdout_split(n, fraction, seed, *, stratify=None):
     try:
         return tuple(train_test_split(np.arange(n), test_size=fraction, stratify=stratify, random_state=seed))
     except ValueError as exc:
+        cause = str(exc).rstrip()
+        cause += "" if cause.endswith(".") else "."
         raise ValueError(
             f"Cannot hold out validation_fraction={fraction} of {n} "
-            f"samples{' stratified by class' if stratify is not None else ''}: {exc} "
-            "Use a larger fraction, more data, or validation_fraction=None."
+            f"samples{' stratified by class' if stratify is not None else ''}: {cause} Both sides of the "
+            f"split need {'every class' if stratify is not None else 'samples'}: change the fraction, "
+            "add data, or pass validation_fraction=None."
         ) from exc
 
 
@@ -406,6 +409,8 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
                 X, y = validate_data(self, X, y, dtype=np.float32, multi_output=True, y_numeric=False)
                 n = X.shape[0]
             targets, fitted, class_factor = self._prepare_targets(y, n)
+            # The split stratifies by the labels themselves, so that its errors name them.
+            strata = fitted["classes_"][targets] if "classes_" in fitted else targets
             weights = _check_sample_weight(sample_weight, range(n), dtype=np.float32, ensure_non_negative=True)
             if class_factor is not None:
                 weights = weights * class_factor.astype(np.float32)
@@ -419,7 +424,7 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
                 targets,
                 weights,
                 task=self._task(fitted),
-                validation_split=lambda n_items, seed: self._split(n_items, targets, seed),
+                validation_split=lambda n_items, seed: self._split(n_items, strata, seed),
                 callbacks=self.callbacks,
             )
         except BaseException as exc:
@@ -429,6 +434,9 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
                 raise exc.as_needed_by("fit") from exc.__cause__
             raise
         self.__dict__.update(fitted)
+        if network.takes_images:  # a table fitted before: its column count no longer applies
+            for name in ("n_features_in_", "feature_names_in_"):
+                self.__dict__.pop(name, None)
         self._trained, self._network = trained, network
         # What rebuilds this model after unpickling, whatever set_params changes later.
         self._build_params = {name: params[name] for name in BUILD_PARAMS}

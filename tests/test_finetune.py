@@ -20,6 +20,7 @@ from skptm._unfreeze import select_unfrozen
 from skptm.networks import get_feature_network
 
 from .conftest import LIGHT, LIGHT_2
+from .test_common import tabular_backbone
 
 
 def small_cnn():
@@ -491,3 +492,24 @@ def test_multi_label_targets_are_refused_with_the_alternative(colours):
     indicator = np.column_stack([y == "red", y == "blue"]).astype(int)
     with pytest.raises(ValueError, match=r"one label per image; y is multilabel-indicator.*OneVsRestClassifier"):
         classifier().fit(X, indicator)
+
+
+def test_a_refit_on_images_drops_the_tables_column_count():
+    """n_features_in_ and feature_names_in_ describe a table: fitted on one,
+    then refitted on images, the estimator no longer has them."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.normal(size=(12, 4)), columns=list("abcd"))
+    y = np.array([0, 1] * 6)
+    clf = FineTunedClassifier(tabular_backbone, unfreeze=0, head_epochs=2, random_state=0).fit(table, y)
+    assert clf.n_features_in_ == 4 and list(clf.feature_names_in_) == list("abcd")
+    images = rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    clf.set_params(backbone=small_cnn, input_size=32).fit(images, y)
+    assert not hasattr(clf, "n_features_in_") and not hasattr(clf, "feature_names_in_")
+
+
+def test_the_validation_split_error_names_the_class_as_labelled():
+    X = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    clf = classifier(validation_fraction=0.25, unfreeze=0, head_epochs=1)
+    with pytest.raises(ValueError, match=r"Classes with too few members are: \['rare'\].*change the fraction"):
+        clf.fit(X, ["common"] * 15 + ["rare"])
