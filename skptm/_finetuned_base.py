@@ -138,7 +138,9 @@ PARAMETERS_DOC = """
         validation loss, the head-only model of phase 1 included, so
         fine-tuning never leaves the validation loss worse than phase 1
         did; ``history_`` reports validation metrics. ``None`` holds out
-        nothing and phase 2 keeps its last weights.
+        nothing: phase 2 keeps the weights of its epoch with the lowest
+        training loss (usually the last, as the learning rate decays; an
+        epoch that diverged is not kept).
 
     early_stopping : bool, default=False
         Stop phase 2 when the validation loss (or, without a hold-out, the
