@@ -147,6 +147,24 @@ def test_rewritten_weights_file_is_reloaded(tmp_path):
     assert np.linalg.norm(a - b) > 0.1 * np.linalg.norm(a)
 
 
+def test_weights_copied_over_with_the_old_times_are_reloaded(tmp_path):
+    """A copy that keeps the replaced file's times (cp -p, rsync, tar) and size
+    is another file all the same: its change time says so."""
+    path, other = tmp_path / "w.weights.h5", tmp_path / "other.weights.h5"
+    X = np.random.default_rng(0).integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8)
+    save_random_weights(LIGHT, path, seed=1)
+    save_random_weights(LIGHT, other, seed=2)
+    a = PretrainedFeatureTransformer(LIGHT, weights=path, input_size=SIZE).transform(X)
+    times = os.stat(path)
+    assert os.stat(other).st_size == times.st_size
+    path.write_bytes(other.read_bytes())  # in place: the same inode
+    os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
+    b = PretrainedFeatureTransformer(LIGHT, weights=path, input_size=SIZE).transform(X)
+    c = PretrainedFeatureTransformer(LIGHT, weights=other, input_size=SIZE).transform(X)
+    np.testing.assert_array_equal(b, c)
+    assert np.linalg.norm(a - b) > 0.1 * np.linalg.norm(a)
+
+
 def tiny_image_model():
     inputs = keras.Input((None, None, 3))
     x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)

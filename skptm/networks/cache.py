@@ -27,7 +27,7 @@ from .._tta import parse_tta
 from .assembly import as_size, assemble, describe
 from .building import build_backbone
 from .fingerprints import model_identity
-from .hub import hub_input_size
+from .hub import PRESET_WEIGHTS_FILES, hub_input_size
 from .precision import dtype_policy_scope, with_precision
 
 MAX_CACHED_BACKBONES = 8
@@ -259,10 +259,16 @@ def _weights_identity(weights):
     if weights is None or (isinstance(weights, str) and weights == "imagenet"):
         return weights
     path = os.path.abspath(os.fspath(weights))
-    # A KerasHub preset directory changes with its weights file.
-    content = os.path.join(path, "model.weights.h5") if os.path.isdir(path) else path
+    content = path
+    if os.path.isdir(path):  # a KerasHub preset directory changes with its weights file (or index)
+        content = next(
+            (os.path.join(path, name) for name in PRESET_WEIGHTS_FILES if os.path.isfile(os.path.join(path, name))),
+            path,
+        )
     try:
         stat = os.stat(content)
     except OSError:
         return ("file", path)  # the build will raise a clear error
-    return ("file", path, stat.st_mtime_ns, stat.st_size)
+    # The change time and inode as well as the modification time: a copy that
+    # keeps the old file's mtime (cp -p, rsync, tar) is another file all the same.
+    return ("file", path, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_size)
