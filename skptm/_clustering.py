@@ -4,9 +4,13 @@ pretrained features, with a contact sheet per cluster and a map of them all."""
 from __future__ import annotations
 
 import math
+import os
+import warnings
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import normalize
 from sklearn.utils import Bunch
 
@@ -58,7 +62,7 @@ def cluster_images(
     paths : sequence of str or path
         The image files.
     n_clusters : int
-        Number of clusters, from 2 to the number of readable images.
+        Number of clusters, from 2 to the number of distinct readable images.
     output_dir : str, path or None, default=None
         Where to write (created if needed): ``clusters.csv`` (path,
         cluster, distance; one row per image in input order),
@@ -119,10 +123,12 @@ precision, engine, cache, n_jobs
     """
     from ._transformer import PretrainedFeatureTransformer
 
-    paths = [str(path) for path in paths]
     # Checked before the network is built or any image decoded.
-    if n_clusters < 2:
-        raise ValueError(f"n_clusters must be at least 2. Received: n_clusters={n_clusters}")
+    paths = _checked_paths(paths)
+    if not isinstance(n_clusters, Integral) or isinstance(n_clusters, bool) or n_clusters < 2:
+        raise ValueError(f"n_clusters must be an int of at least 2. Received: n_clusters={n_clusters!r}")
+    if not isinstance(max_per_sheet, Integral) or isinstance(max_per_sheet, bool) or max_per_sheet < 1:
+        raise ValueError(f"max_per_sheet must be an int of at least 1. Received: max_per_sheet={max_per_sheet!r}")
     if n_clusters > len(paths):
         raise ValueError(f"{n_clusters} clusters asked for: more clusters than there are images ({len(paths)}).")
     if map_method not in MAP_METHODS:
@@ -160,7 +166,15 @@ precision, engine, cache, n_jobs
         )
 
     unit = normalize(features[readable])
-    labels, distances = _kmeans(unit, n_clusters, random_state)
+    with warnings.catch_warnings():  # said below, in words
+        warnings.filterwarnings("ignore", "Number of distinct clusters", ConvergenceWarning)
+        labels, distances = _kmeans(unit, n_clusters, random_state)
+    found = len(np.unique(labels))
+    if found < n_clusters:
+        raise ValueError(
+            f"{n_clusters} clusters asked for, but k-means found only {found} distinct groups among the "
+            f"{len(readable)} readable images (copies of one image fall together): ask for at most {found} clusters."
+        )
     table = {
         "path": np.array(paths, dtype=object),
         "cluster": np.full(len(paths), -1),
@@ -182,6 +196,24 @@ precision, engine, cache, n_jobs
     _write_overview(overview, coordinates, [paths[i] for i in readable], labels, n_clusters, result.map_method, note)
     result.files.append(overview)
     return result
+
+
+def _checked_paths(paths) -> list:
+    """``paths`` as a list of str: files, which the contact sheets show."""
+    if isinstance(paths, (str, os.PathLike)):
+        raise TypeError(
+            f"Expected a collection of image paths, got the single path {os.fspath(paths)!r}. For a folder, "
+            "pass skptm.load_image_folder(folder).paths or a list of its files; for one image, [path]."
+        )
+    paths = list(paths)
+    for index, path in enumerate(paths):
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(
+                f"cluster_images takes image files, whose contact sheets it draws; item {index} is a "
+                f"{type(path).__name__}. Save the images as files, or cluster PretrainedFeatureTransformer's "
+                "features with sklearn.cluster.KMeans."
+            )
+    return [os.fspath(path) for path in paths]
 
 
 def _kmeans(features, n_clusters, random_state):

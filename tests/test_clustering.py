@@ -65,3 +65,20 @@ def test_cluster_images_user_errors(photos, tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(NotADirectoryError, match="must be a folder"):
         skptm.cluster_images(photos, 2, output_dir=tmp_path / "file", **PARAMS)
+    for bad in ({"n_clusters": 2.5}, {"n_clusters": True}, {"max_per_sheet": 0}):
+        with pytest.raises(ValueError, match="must be an int"):
+            skptm.cluster_images(photos, **{"n_clusters": 2, **bad}, **PARAMS)
+    with pytest.raises(TypeError, match="single path"):
+        skptm.cluster_images(str(tmp_path), 2, **PARAMS)
+    with pytest.raises(TypeError, match="item 1 is a ndarray"):
+        skptm.cluster_images([photos[0], np.zeros((8, 8, 3), np.uint8)], 2, **PARAMS)
+
+
+def test_copies_of_one_image_are_one_cluster_not_a_crash(photos, tmp_path):
+    """Four files of two distinct images cannot make three clusters: said
+    before anything is written, not by a failed contact sheet."""
+    with pytest.raises(ValueError, match="found only 2 distinct groups.*at most 2 clusters"):
+        skptm.cluster_images([photos[0]] * 3 + [photos[1]], 3, output_dir=tmp_path / "out", **PARAMS)
+    assert not (tmp_path / "out").exists()
+    result = skptm.cluster_images([photos[0]] * 3 + [photos[1]], 2, **PARAMS)
+    assert sorted(len(members) for members in result.members) == [1, 3]
