@@ -254,8 +254,16 @@ def _as_source(X, reader: ImageReader | None):
 def _warn_if_unit_range(images):
     if images.dtype.kind != "f" or not images.size:
         return
-    finite = images[np.isfinite(images)]  # NaN and inf are reported per item, later
-    if finite.size and 0.0 < finite.max() <= 1.0:
+    # Image by image, so that memory never grows with the number of images;
+    # NaN and inf are left out here (reported per item, later).
+    largest = -np.inf
+    for image in images:
+        finite = image[np.isfinite(image)]
+        if finite.size:
+            largest = max(largest, float(finite.max()))
+            if largest > 1.0:
+                return
+    if 0.0 < largest <= 1.0:
         warnings.warn(
             "All image values lie in [0, 1], but skptm expects raw RGB in 0-255 "
             "(each network applies its own preprocessing). Multiply by 255 unless "
