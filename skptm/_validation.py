@@ -39,7 +39,15 @@ def _positive_int(value) -> bool:
 def _image_size(value) -> bool:
     if isinstance(value, (tuple, list)):
         return len(value) == 2 and all(_positive_int(side) for side in value)
-    return True  # an int or None, checked by the constraints
+    return not isinstance(value, bool)  # an int or None, checked by the constraints
+
+
+def check_image_size(value, name="input_size") -> None:
+    """A ``ValueError`` unless ``value`` is ``None``, an int >= 1 or a pair of them."""
+    if value is not None and not (_positive_int(value) or (isinstance(value, (tuple, list)) and _image_size(value))):
+        raise ValueError(
+            f"{name} must be an int >= 1, a (height, width) pair of ints >= 1 or None. Received: {name}={value!r}"
+        )
 
 
 def _layer_names(value) -> bool:

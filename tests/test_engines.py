@@ -384,3 +384,9 @@ def test_a_first_call_in_a_fresh_process_converts_nothing(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.splitlines()[-1]) == {"engine": "tensorflow", "conversions": 0}
+
+
+@pytest.mark.parametrize("input_size", [(0, 0), -5, "48", True])
+def test_calibrate_refuses_an_input_size_that_is_not_one(input_size):
+    with pytest.raises(ValueError, match="input_size must be an int >= 1"):
+        calibration.calibrate([LIGHT], weights=None, input_size=input_size, verbose=0)

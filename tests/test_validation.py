@@ -54,7 +54,7 @@ ESTIMATORS = {
 COMMON = {
     "backbone": [5, None, ["resnet50"], "resnet_fifty", ""],
     "weights": [5, b"imagenet", ["imagenet"]],
-    "input_size": [0, -32, 1.5, "224", (0, 5), (5, 0), (32,), (1, 2, 3), ("a", 32), (32.0, 32), [32, None]],
+    "input_size": [0, -32, 1.5, "224", (0, 5), (5, 0), (32,), (1, 2, 3), ("a", 32), (32.0, 32), [32, None], True],
     "resize": ["fit", "STRETCH", None, 1],
     "interpolation": ["cubic", None, 2],
     "preprocessing": ["caffee", "", 1],

@@ -316,8 +316,10 @@ def calibrate(backbones=None, *, weights="imagenet", input_size=None, force=Fals
     from tqdm.auto import tqdm
 
     from .._backbones import available_backbones, get_backbone_spec
+    from .._validation import check_image_size
     from ..networks import as_size
 
+    check_image_size(input_size)
     if backbones is None:
         backbones = available_backbones()
     elif isinstance(backbones, str):
