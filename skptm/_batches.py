@@ -36,9 +36,14 @@ class Failure:
     def error(self) -> ImageReadError:
         return ImageReadError(self.index, self.path, _describe_cause(self.cause))
 
+    @property
+    def described_cause(self) -> str:
+        """``"OSError: broken data stream"``."""
+        return _describe_cause(self.cause)
+
     def summary(self) -> str:
         where = f"{self.index}" + (f" ({self.path})" if self.path else "")
-        return f"{where}: {_describe_cause(self.cause)}"
+        return f"{where}: {self.described_cause}"
 
 
 def _describe_cause(cause: BaseException) -> str:

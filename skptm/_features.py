@@ -95,13 +95,8 @@ def extract_features(
                         store.store(keys[index], features[index])
             progress.update(len(batch.indices))
     if failures:
-        listing = "; ".join(failure.summary() for failure in failures)
-        warnings.warn(
-            f"{len(failures)} of {n} images could not be read; their rows are NaN. "
-            f"Failed items (index (path): cause): {listing}",
-            ImageReadWarning,
-            stacklevel=3,
-        )
+        described = [(failure.index, failure.path, failure.described_cause) for failure in failures]
+        warnings.warn(ImageReadWarning.about(described, n), stacklevel=3)
     return features
 
 

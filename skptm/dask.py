@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import pickle
 import threading
+import warnings
 from collections import OrderedDict
 
 try:
@@ -46,8 +47,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 import numpy as np
 
-from ._batches import ImageReadError
 from ._io import content_hash
+from .exceptions import ImageReadError, ImageReadWarning
 
 __all__ = ["transform"]
 
@@ -279,9 +280,18 @@ def _transform_located(pickled, items, locate):
     if len(items) == 0:  # an empty block or partition: no rows (transform rejects empty input)
         return np.empty((0, len(estimator.get_feature_names_out())), dtype=np.float32)
     try:
-        return np.asarray(estimator.transform(items), dtype=np.float32)
+        with warnings.catch_warnings(record=True) as caught:
+            features = np.asarray(estimator.transform(items), dtype=np.float32)
     except ImageReadError as error:
         raise ImageReadError(locate(error.index), error.path, error.cause) from error
+    for warning in caught:  # again, an ImageReadWarning with the items' places in the whole input
+        message = warning.message
+        if isinstance(message, ImageReadWarning) and message.failures:
+            part = f" in this part of the input (at {locate(0)} to {locate(len(items) - 1)})"
+            warnings.warn(message.located(locate, len(items), part), stacklevel=2)
+        else:
+            warnings.warn_explicit(message, warning.category, warning.filename, warning.lineno)
+    return features
 
 
 def _features_frame(features, index, names):

@@ -61,7 +61,34 @@ class ImageReadError(ValueError):
 
 
 class ImageReadWarning(UserWarning):
-    """Some items could not be read and were given rows of NaN."""
+    """Some items could not be read and were given rows of NaN.
+
+    Attributes
+    ----------
+    failures : tuple of (int, str or None, str)
+        ``(index, path, cause)`` of each item that could not be read.
+    """
+
+    def __init__(self, *args, failures=()):
+        super().__init__(*args)
+        self.failures = tuple(failures)
+
+    @classmethod
+    def about(cls, failures, n, *, part="") -> ImageReadWarning:
+        """The warning for ``failures`` ``(index, path, cause)`` among ``n``
+        images (``part``: which part of a larger input they were, in words)."""
+        listing = "; ".join(
+            f"{index}" + (f" ({path})" if path else "") + f": {cause}" for index, path, cause in failures
+        )
+        return cls(
+            f"{len(failures)} of {n} images{part} could not be read; their rows are NaN. "
+            f"Failed items (index (path): cause): {listing}",
+            failures=failures,
+        )
+
+    def located(self, locate, n, part) -> ImageReadWarning:
+        """The same warning with each index mapped by ``locate`` to its place in the whole input."""
+        return self.about([(locate(index), path, cause) for index, path, cause in self.failures], n, part=part)
 
 
 class WeightsUnavailableError(OSError):

@@ -227,6 +227,20 @@ def test_unreadable_path_gives_nan_row(client, extractor, with_missing, path_fea
     assert_same(np.delete(result, 9, axis=0), np.delete(path_features, 9, axis=0))
 
 
+def test_the_warning_names_the_place_in_the_whole_input(extractor, with_missing):
+    """On a local scheduler the tasks' warnings reach the caller: the failed
+    item's index is its place in the whole input (or its index label), not
+    its position in its partition."""
+    items, missing = with_missing
+    lenient = PretrainedFeatureTransformer(**{**extractor.get_params(), "on_error": "nan"})
+    series = dd.from_pandas(pd.Series(items, index=np.arange(len(items)) * 10), npartitions=4)
+    for data, place in ((db.from_sequence(items, npartitions=4), "9"), (series, "90")):
+        with dask.config.set(scheduler="synchronous"), pytest.warns(skptm.ImageReadWarning) as caught:
+            skptm.dask.transform(lenient, data).compute()
+        [warning] = [w.message for w in caught if isinstance(w.message, skptm.ImageReadWarning)]
+        assert f"{place} ({missing})" in str(warning) and warning.failures[0][:2] == (int(place), missing)
+
+
 # -- what travels, and what each worker builds ------------------------------------------------------
 
 
