@@ -593,3 +593,15 @@ def test_cache_sizes_and_clear(tmp_path, capsys, monkeypatch):
     assert sizes() == {"openvino": "0 B", "calibration": "0 B"}
     assert not (tmp_path / "openvino").exists()
     assert run_cli(capsys, "cache", "--clear", "features")[0] == 2
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="file names are text on Windows")
+def test_a_file_name_that_is_not_utf8_is_named_before_any_work(tmp_path, capsys):
+    folder = tmp_path / "latin"
+    folder.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "ok.png")
+    name = os.fsdecode(b"caf\xe9.png")  # Latin-1 bytes on a UTF-8 file system
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(os.path.join(os.fsdecode(bytes(folder)), name))
+    code, _, err = run_cli(capsys, "embed", folder, "-o", tmp_path / "f.npy", *TRAIN[:6])
+    assert code == 1 and "1 file name is not valid UTF-8" in err and "caf\ufffd.png" in err
+    assert "Rename it" in err and not (tmp_path / "f.npy").exists()

@@ -27,13 +27,37 @@ def collect(command, source):
     """
     paths = collect_images(source)
     if paths:
-        return [str(path) for path in paths]
+        paths = [str(path) for path in paths]
+        _check_names_are_text(paths)
+        return paths
     print(
         f"skptm {command}: error: no images found in {source!r} (looked for {', '.join(IMAGE_EXTENSIONS)} files"
         + (", recursively)." if Path(source).is_dir() else ", one path per line)."),
         file=sys.stderr,
     )
     return None
+
+
+def _check_names_are_text(paths):
+    """A :class:`UserError` naming the files whose names are not text (bytes
+    that are not UTF-8): the outputs (CSV, Parquet, path lists) could not
+    write them, and would fail only after every image was computed."""
+    undecodable = [path for path in paths if not _is_text(path)]
+    if undecodable:
+        shown = listing([path.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for path in undecodable])
+        raise UserError(
+            f"{len(undecodable)} file name{'s are' if len(undecodable) > 1 else ' is'} not valid UTF-8 "
+            f"(shown with \ufffd for the bytes): {shown}. Rename {'them' if len(undecodable) > 1 else 'it'} "
+            "(e.g. with convmv), or list the images in a text file without them."
+        )
+
+
+def _is_text(path):
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @contextlib.contextmanager
