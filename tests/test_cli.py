@@ -521,6 +521,35 @@ def test_predict(trained, tmp_path, capsys):
     assert rows[-1]["label"] == "" and np.isnan(proba[-1]).all()
 
 
+def test_predict_with_a_saved_pipeline_and_refusing_a_model_of_tables(trained, tmp_path, capsys):
+    """A Pipeline that starts with the transformer takes the command's options
+    (--on-error, --batch-size); a classifier of tables is refused by name."""
+    pytest.importorskip("skops")
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    import skptm
+
+    root, _, _ = trained
+    images = sorted(str(p) for p in root.rglob("*.*"))
+    labels = [Path(p).parent.name for p in images]
+    pipe = make_pipeline(PretrainedFeatureTransformer(LIGHT, weights=None, input_size=32), LogisticRegression())
+    skptm.save(pipe.fit(images, labels), tmp_path / "pipe.skops")
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("this is text, not a JPEG")
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join([*images, str(broken)]) + "\n")
+    out = tmp_path / "p.csv"
+    code, _, err = run_cli(capsys, "predict", tmp_path / "pipe.skops", listing, "-o", out, "--batch-size", 3, "-q")
+    assert code == 0, err
+    assert f"1 of {len(images) + 1} images could not be read" in err and read_csv(out)[-1]["label"] == ""
+
+    table = LogisticRegression().fit(np.arange(8.0).reshape(4, 2), [0, 1, 0, 1])
+    skptm.save(table, tmp_path / "table.skops")
+    code, _, err = run_cli(capsys, "predict", tmp_path / "table.skops", listing, "-o", out, "-q")
+    assert code == 1 and "does not take images" in err and "Traceback" not in err
+
+
 def test_predict_bad_model(folder, tmp_path, capsys):
     pytest.importorskip("skops")
     garbage = tmp_path / "model.skops"

@@ -145,4 +145,33 @@ def load_classifier(path):
         ) from exc
     if not (hasattr(model, "predict_proba") and hasattr(model, "classes_")):
         raise UserError(f"{str(path)!r} holds a {type(model).__name__}, not a fitted classifier.")
+    if not skptm_parts(model):
+        raise UserError(
+            f"{str(path)!r} holds a {type(model).__name__} that does not take images: the command line runs "
+            "models that do (a FineTunedClassifier, or a Pipeline that starts with a "
+            "PretrainedFeatureTransformer)."
+        )
     return model
+
+
+def skptm_parts(model) -> list:
+    """The skptm estimators in ``model``: itself, or its steps at any depth (a
+    Pipeline's), whose options the command line sets (``--batch-size``, ...)."""
+    from .._finetuned_base import BaseFineTuned
+    from .._transformer import PretrainedFeatureTransformer
+    from .._zeroshot import ZeroShotClassifier
+
+    kinds = (BaseFineTuned, PretrainedFeatureTransformer, ZeroShotClassifier)
+    inside = model.get_params(deep=True).values() if hasattr(model, "get_params") else ()
+    parts = {id(part): part for part in (model, *inside) if isinstance(part, kinds)}
+    return list(parts.values())
+
+
+def set_command_options(model, args, *, keep=()) -> None:
+    """Set the options of ``args`` on every skptm estimator in ``model``
+    (``keep``: parameters the command set itself, left as they are)."""
+    from ._arguments import params_for
+
+    for part in skptm_parts(model):
+        params = {name: value for name, value in params_for(part, args).items() if name not in keep}
+        part.set_params(**params)

@@ -9,8 +9,8 @@ from pathlib import Path
 from ..datasets import IMAGE_EXTENSIONS
 from ..exceptions import ImageReadError
 from . import UserError, start_tensorflow
-from ._arguments import HelpFormatter, add_batch_options, add_on_error_option, examples, params_for
-from ._common import collect, listing, load_classifier, print_table, require
+from ._arguments import HelpFormatter, add_batch_options, add_on_error_option, examples
+from ._common import collect, listing, load_classifier, print_table, require, set_command_options
 
 
 def add_parser(subparsers):
@@ -86,7 +86,7 @@ def run(args, parser):
     from ..plot import overlay
 
     model = load_classifier(args.model)
-    model.set_params(**params_for(model, args))
+    set_command_options(model, args)
     target = None if args.target is None else _class(args.target, model.classes_)
     failed = []
     try:

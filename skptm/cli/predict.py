@@ -7,6 +7,8 @@ import csv
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from . import UserError, start_tensorflow
 from ._arguments import (
     SOURCE_HELP,
@@ -15,9 +17,16 @@ from ._arguments import (
     add_on_error_option,
     add_quiet_option,
     examples,
-    params_for,
 )
-from ._common import collect, listing, load_classifier, naming_unreadable_ourselves, require, unreadable
+from ._common import (
+    collect,
+    listing,
+    load_classifier,
+    naming_unreadable_ourselves,
+    require,
+    set_command_options,
+    unreadable,
+)
 
 
 def add_parser(subparsers):
@@ -89,12 +98,9 @@ def run(args, parser):
     from .._writers import write_predictions
 
     model = _zero_shot(args) if args.classes is not None else load_classifier(args.model)
-    params = params_for(model, args)
-    for chosen_by_the_model in ("classes", "backbone", "weights"):  # zero-shot options, set above
-        params.pop(chosen_by_the_model, None)
-    model.set_params(**params)
+    set_command_options(model, args, keep=("classes", "backbone", "weights"))  # zero-shot's, set above
     with naming_unreadable_ourselves():
-        proba = model.predict_proba(paths)
+        proba = _predict_proba(model, paths)
     labels = write_predictions(output, paths, list(model.classes_), proba)
     failed = unreadable(paths, proba)
     if failed:
@@ -107,6 +113,24 @@ def run(args, parser):
         counts = ", ".join(f"{c}: {sum(label == c for label in labels)}" for c in model.classes_)
         print(f"skptm predict: wrote {len(paths)} predictions ({counts}) to {output}", file=sys.stderr)
     return 0
+
+
+def _predict_proba(model, paths):
+    """``model.predict_proba(paths)``; for a Pipeline that starts with the
+    transformer, its later steps see only the readable images' features
+    (an unreadable one's row stays NaN, as a fine-tuned model gives it)."""
+    from sklearn.pipeline import Pipeline
+
+    from .._transformer import PretrainedFeatureTransformer
+
+    if not (isinstance(model, Pipeline) and len(model) > 1 and isinstance(model[0], PretrainedFeatureTransformer)):
+        return model.predict_proba(paths)
+    features = np.asarray(model[:1].transform(paths), dtype=np.float64)
+    readable = ~np.isnan(features).any(axis=1)
+    proba = np.full((len(paths), len(model.classes_)), np.nan)
+    if readable.any():
+        proba[readable] = model[1:].predict_proba(features[readable])
+    return proba
 
 
 def _zero_shot(args):
