@@ -11,6 +11,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import column_or_1d
 
 from ._finetuned_base import PARAMETERS_DOC, BaseFineTuned
+from ._validation import listing, unlabelled
 
 
 class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
@@ -156,6 +157,12 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
         self.class_weight = class_weight
 
     def _prepare_targets(self, y, n):
+        missing = unlabelled(y)
+        if missing:
+            raise ValueError(
+                f"Input y contains NaN (or None) at index {listing(missing)}: every image in fit needs its "
+                "class. Label those images, or drop them."
+            )
         kind = type_of_target(y)
         if kind in ("multilabel-indicator", "multiclass-multioutput"):
             raise ValueError(
@@ -172,7 +179,8 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
         encoder = LabelEncoder().fit(y)
         if len(encoder.classes_) < 2:
             raise ValueError(
-                f"FineTunedClassifier needs at least 2 classes in y; got 1 class: {encoder.classes_[0]!r}."
+                f"FineTunedClassifier needs at least 2 classes in y; got 1 class: {encoder.classes_.tolist()[0]!r}. "
+                "Add images of another class (load_image_folder: one sub-folder per class)."
             )
         encoded = encoder.transform(y).astype(np.int32)
         class_factor = None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from numbers import Integral, Real
 
+import numpy as np
 from sklearn.utils._param_validation import Interval, InvalidParameterError
 
 #: ``n_jobs`` as joblib means it: a positive count, or -1 for all cores, -2
@@ -124,3 +125,26 @@ def check_parameter_values(estimator) -> None:
             get_backbone_spec(backbone)
         except ValueError as exc:  # the message names the closest known names
             raise InvalidParameterError(str(exc)) from None
+
+
+def unlabelled(y, *, blank_strings=False) -> list:
+    """Indices of the labels of 1-D ``y`` that are missing: ``None``, NaN,
+    ``pandas.NA`` (and, with ``blank_strings``, strings of only spaces)."""
+    labels = np.asarray(y, dtype=object)
+    if labels.ndim != 1:
+        return []
+    return [index for index, label in enumerate(labels.tolist()) if _is_missing_label(label, blank_strings)]
+
+
+def _is_missing_label(label, blank_strings) -> bool:
+    if isinstance(label, str):
+        return blank_strings and not label.strip()
+    if isinstance(label, float):
+        return label != label  # NaN
+    return label is None or type(label).__name__ == "NAType"  # pandas.NA
+
+
+def listing(indices, most=10) -> str:
+    """``"3, 7, 9"``, or the first ``most`` and how many more."""
+    shown = ", ".join(map(str, indices[:most]))
+    return shown + (f" (and {len(indices) - most} more)" if len(indices) > most else "")

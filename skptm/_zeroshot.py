@@ -13,6 +13,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 
 from ._transformer import PretrainedFeatureTransformer
+from ._validation import listing, unlabelled
 from .exceptions import ImageReadError
 
 #: The seven prompts CLIP's authors found best as an ensemble on ImageNet
@@ -214,7 +215,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         blank = [i for i, name in enumerate(self.classes) if _is_blank(name)]
         if blank:
             raise ValueError(
-                f"classes has no name at index {_listing(blank)}: each class needs words for the "
+                f"classes has no name at index {listing(blank)}: each class needs words for the "
                 f"prompts. Received: classes={self.classes!r}"
             )
         if len(classes) < 2 or len(set(classes.tolist())) != len(classes):
@@ -337,10 +338,10 @@ def _template_problem(template):
 def _checked_labels(y):
     """``y`` as a 1-D array of class labels, none of them missing or blank."""
     labels = column_or_1d(y)
-    blank = [i for i, label in enumerate(labels.tolist()) if _is_blank(label)]
-    if blank:
+    missing = unlabelled(labels, blank_strings=True)
+    if missing:
         raise ValueError(
-            f"y has no label at index {_listing(blank)}: every image in fit needs the name of its "
+            f"y has no label at index {listing(missing)}: every image in fit needs the name of its "
             "class. Label those images, or drop them."
         )
     check_classification_targets(labels)
@@ -349,14 +350,7 @@ def _checked_labels(y):
 
 def _is_blank(value):
     """``None``, NaN or a string of only spaces: no name for a prompt."""
-    if isinstance(value, str):
-        return not value.strip()
-    return value is None or (isinstance(value, float) and np.isnan(value))
-
-
-def _listing(indices, most=10):
-    shown = ", ".join(map(str, indices[:most]))
-    return shown + (f" (and {len(indices) - most} more)" if len(indices) > most else "")
+    return bool(unlabelled([value], blank_strings=True))
 
 
 def _unit(vectors):

@@ -513,3 +513,12 @@ def test_the_validation_split_error_names_the_class_as_labelled():
     clf = classifier(validation_fraction=0.25, unfreeze=0, head_epochs=1)
     with pytest.raises(ValueError, match=r"Classes with too few members are: \['rare'\].*change the fraction"):
         clf.fit(X, ["common"] * 15 + ["rare"])
+
+
+@pytest.mark.parametrize("missing", [None, float("nan")])
+def test_a_missing_label_is_named_by_its_index(missing):
+    X = np.zeros((4, 32, 32, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"Input y contains NaN \(or None\) at index 2: every image"):
+        classifier().fit(X, ["a", "b", missing, "a"])
+    with pytest.raises(ValueError, match="got 1 class: 'a'. Add images of another class"):
+        classifier().fit(X, ["a"] * 4)
