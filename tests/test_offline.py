@@ -42,6 +42,7 @@ def pickled_imagenet_classifier(colours, tmp_path_factory):
     clf = FineTunedClassifier(LIGHT, weights=None, input_size=32, unfreeze=0, random_state=0).fit(X, y)
     state = clf.__getstate__()
     state["weights"] = "imagenet"
+    state["_build_params"] = {**state["_build_params"], "weights": "imagenet"}  # what unpickling builds
     relabelled = FineTunedClassifier.__new__(FineTunedClassifier)
     relabelled.__dict__.update(state)
     path = tmp_path_factory.mktemp("model") / "clf.pkl"
