@@ -155,6 +155,13 @@ def test_features_equal_keras_hub_by_hand_on_real_photos(name, presets, photos):
     assert relative <= 1e-5, relative
 
 
+def assert_normalised(maps):
+    """Each map peaks at 1, or is all zeros where no position raises the score
+    (the small random presets leave some images without evidence)."""
+    assert all(m.max() == pytest.approx(1) or not m.any() for m in maps)
+    assert any(m.max() == pytest.approx(1) for m in maps)
+
+
 def _resized(path, size):
     """The photo stretched to size (bilinear): at the input size, the reader resamples nothing."""
     from PIL import Image
@@ -620,7 +627,8 @@ def test_the_blocks_inside_an_encoder_are_layers_by_their_stage_names(name, bloc
     with pytest.raises(ValueError, match=r"layer= for an earlier block \('stage1'"):
         skptm.explain(clf, images[:1])
     maps = skptm.explain(clf, images, layer="stage1")
-    assert [m.shape for m in maps] == [(size, size)] * len(images) and all(m.max() == pytest.approx(1) for m in maps)
+    assert [m.shape for m in maps] == [(size, size)] * len(images)
+    assert_normalised(maps)
     # Grad-CAM's top runs through the chained blocks, and equals the backbone's own.
     base = clf._trained.base
     chained = keras.Model(base.inputs, staged_top(base))
@@ -739,7 +747,7 @@ def test_grad_cam_of_an_image_embedding_equals_grad_cam_by_hand(name, block, pre
         heat = np.asarray(Image.fromarray(coarse, "F").resize((size, size), Image.Resampling.BILINEAR))
         expected = heat / heat.max() if heat.max() > 0 else heat
         np.testing.assert_allclose(actual, expected, atol=1e-4)
-    assert all(m.max() == pytest.approx(1) for m in maps)
+    assert_normalised(maps)
     if name.startswith("clip"):
         with pytest.raises(ValueError, match=r"class token.*layer='stage1' \(the default\)"):
             skptm.explain(clf, images[:1], layer="stage2")
