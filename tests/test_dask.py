@@ -302,7 +302,9 @@ def test_estimator_that_cannot_be_restored_fails_its_tasks(client, classifier, i
 
     other = tmp_path / "other.weights.h5"
     keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3)).save_weights(other)
+    # As if fitted on a file at that path whose contents the workers no longer have.
     moved = pickle.loads(pickle.dumps(classifier)).set_params(weights=str(other))
+    moved._build_params = {**moved._build_params, "weights": str(other)}
     features = skptm.dask.transform(moved, da.from_array(images, chunks=(12, SIZE, SIZE, 3)))
 
     with pytest.raises(ValueError, match="fingerprint mismatch"):
