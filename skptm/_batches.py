@@ -243,8 +243,10 @@ def _as_source(X, reader: ImageReader | None):
     if isinstance(X, np.ndarray):
         if X.ndim != 1:
             raise ValueError(f"An object array of images must be 1-D; got shape {X.shape}.")
+        _warn_if_unit_range_items(X)
         return ItemSource(X, reader)
     if isinstance(X, (list, tuple)):
+        _warn_if_unit_range_items(X)
         return ItemSource(X, reader)
     if isinstance(X, (str, os.PathLike)):
         raise TypeError(
@@ -256,8 +258,16 @@ def _as_source(X, reader: ImageReader | None):
     )
 
 
-def _warn_if_unit_range(images):
-    if images.dtype.kind != "f" or not images.size:
+def _warn_if_unit_range_items(items):
+    """:func:`_warn_if_unit_range` for a collection of items, where every one
+    is a float array (a stack passed as a list or a pandas column)."""
+    if len(items) and all(isinstance(item, np.ndarray) and item.dtype.kind == "f" for item in items):
+        _warn_if_unit_range(items, stacklevel=6)
+
+
+def _warn_if_unit_range(images, stacklevel=5):
+    stacked = isinstance(images, np.ndarray) and images.dtype != object
+    if not len(images) or (stacked and (images.dtype.kind != "f" or not images.size)):
         return
     # Image by image, so that memory never grows with the number of images;
     # NaN and inf are left out here (reported per item, later).
@@ -274,7 +284,7 @@ def _warn_if_unit_range(images):
             "(each network applies its own preprocessing). Multiply by 255 unless "
             "the images really are this dark.",
             UserWarning,
-            stacklevel=5,
+            stacklevel=stacklevel,
         )
 
 

@@ -1,6 +1,7 @@
 """skptm._batches: input forms to sources, batch streaming, per-item failures, decoding ahead, thread counts."""
 
 import time
+import warnings
 
 import joblib
 import numpy as np
@@ -74,6 +75,16 @@ def test_a_float_stack_in_unit_range_warns_that_0_255_is_expected():
     X = np.full((2, *TARGET, 3), 0.5)
     with pytest.warns(UserWarning, match=r"All image values lie in \[0, 1\]"):
         as_source(X, ImageReader(TARGET))
+
+
+@pytest.mark.parametrize("form", [list, tuple, lambda X: np.array(list(X) + [None], dtype=object)[:-1]])
+def test_float_images_in_unit_range_warn_in_a_collection_too(form):
+    X = np.full((2, *TARGET, 3), 0.5)
+    with pytest.warns(UserWarning, match=r"All image values lie in \[0, 1\]"):
+        as_source(form(X), ImageReader(TARGET))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        as_source(form(X * 255), ImageReader(TARGET))
 
 
 def test_a_grayscale_stack_is_repeated_into_three_channels():
