@@ -10,7 +10,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import column_or_1d
 
-from ._finetuned_base import PARAMETERS_DOC, BaseFineTuned
+from ._finetuned_base import PARAMETERS_DOC, BaseFineTuned, labels_of
 from ._validation import listing, unlabelled
 
 
@@ -232,13 +232,8 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
             With ``on_error="nan"``, an unreadable image's label is ``None``
             (NaN for float class labels), in an object array.
         """
-        outputs = self._outputs(X)  # checks fitted first
-        failed = np.isnan(outputs).any(axis=1)  # unreadable, with on_error="nan"
-        labels = self.classes_[np.argmax(np.nan_to_num(outputs, nan=0.0), axis=1)]
-        if failed.any():
-            labels = labels.astype(float if self.classes_.dtype.kind == "f" else object)
-            labels[failed] = np.nan if labels.dtype.kind == "f" else None
-        return labels
+        scores = self._outputs(X)  # checks fitted first, before classes_ is read
+        return labels_of(self.classes_, scores)
 
     def score(self, X, y, sample_weight=None):
         """Mean accuracy of ``predict(X)`` against ``y``.

@@ -14,6 +14,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import normalize
 from sklearn.utils import Bunch
 
+from ._validation import listing
 from ._writers import write_cluster_table
 
 #: How ``overview.png`` places the images in 2-D.
@@ -159,7 +160,7 @@ precision, engine, cache, n_jobs
     readable = np.flatnonzero(~np.isnan(features).all(axis=1))
     unreadable = [paths[i] for i in np.setdiff1d(np.arange(len(paths)), readable)]
     if n_clusters > len(readable):
-        named = ", ".join(unreadable[:5]) + (f", and {len(unreadable) - 5} more" if len(unreadable) > 5 else "")
+        named = listing(unreadable)
         raise ValueError(
             f"{n_clusters} clusters asked for: more clusters than there are readable images ({len(readable)}); "
             f"{len(unreadable)} of {len(paths)} images could not be read and are left out of the clusters: {named}."

@@ -170,7 +170,7 @@ def grad_cam(estimator, images, *, target=None, layer=None) -> Explanation:
             "(every network of skptm.list_backbones(), or a custom convolutional one)."
         )
     cam = _grad_cam_of(estimator._trained, network.blueprint, layer, isinstance(estimator, FineTunedClassifier))
-    source = make_source(network, images, resize=params["resize"], interpolation=params["interpolation"])
+    source = _source(estimator, images)
     columns = _columns(estimator, target, len(source))
     maps, chosen, outputs = [], [], []
     for batch in stream_batches(source, params["batch_size"], params["n_jobs"]):
@@ -190,12 +190,18 @@ def unreadable_items(estimator, images) -> list:
     ``estimator`` cannot read (decoded as :func:`grad_cam` decodes them, no
     network run): what to leave out to explain the rest."""
     params = estimator.get_params()
-    source = make_source(estimator._network, images, resize=params["resize"], interpolation=params["interpolation"])
+    source = _source(estimator, images)
     return [
         failure
         for batch in stream_batches(source, params["batch_size"], params["n_jobs"])
         for failure in batch.failures
     ]
+
+
+def _source(estimator, images):
+    """``images`` read as the fitted ``estimator``'s ``predict`` reads them."""
+    params = estimator.get_params()
+    return make_source(estimator._network, images, resize=params["resize"], interpolation=params["interpolation"])
 
 
 def _check_estimator(estimator):

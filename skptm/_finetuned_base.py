@@ -264,6 +264,18 @@ def holdout_split(n, fraction, seed, *, stratify=None):
         ) from exc
 
 
+def labels_of(classes, scores):
+    """The class of highest score in each row of ``scores``; a row of NaN (an
+    unreadable image, with ``on_error="nan"``) gets ``None`` (NaN for float
+    class labels), in an object array."""
+    failed = np.isnan(scores).any(axis=1)
+    labels = classes[np.argmax(np.nan_to_num(scores, nan=0.0), axis=1)]
+    if failed.any():
+        labels = labels.astype(float if classes.dtype.kind == "f" else object)
+        labels[failed] = np.nan if labels.dtype.kind == "f" else None
+    return labels
+
+
 class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
     """Shared machinery of FineTunedClassifier and FineTunedRegressor.
 

@@ -133,10 +133,11 @@ def unlabelled(y, *, blank_strings=False) -> list:
     labels = np.asarray(y, dtype=object)
     if labels.ndim != 1:
         return []
-    return [index for index, label in enumerate(labels.tolist()) if _is_missing_label(label, blank_strings)]
+    return [index for index, label in enumerate(labels.tolist()) if is_missing_label(label, blank_strings)]
 
 
-def _is_missing_label(label, blank_strings) -> bool:
+def is_missing_label(label, blank_strings=False) -> bool:
+    """Whether ``label`` is missing (see :func:`unlabelled`)."""
     if isinstance(label, str):
         return blank_strings and not label.strip()
     if isinstance(label, float):
@@ -144,7 +145,12 @@ def _is_missing_label(label, blank_strings) -> bool:
     return label is None or type(label).__name__ == "NAType"  # pandas.NA
 
 
-def listing(indices, most=10) -> str:
-    """``"3, 7, 9"``, or the first ``most`` and how many more."""
-    shown = ", ".join(map(str, indices[:most]))
-    return shown + (f" (and {len(indices) - most} more)" if len(indices) > most else "")
+def listing(items, limit=5) -> str:
+    """``a, b, c, d, e, and 3 more``.
+
+    Examples
+    --------
+    >>> listing(list("abcdefgh"))
+    'a, b, c, d, e, and 3 more'
+    """
+    return ", ".join(map(str, items[:limit])) + (f", and {len(items) - limit} more" if len(items) > limit else "")

@@ -12,8 +12,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 
+from ._finetuned_base import labels_of
 from ._transformer import PretrainedFeatureTransformer
-from ._validation import listing, unlabelled
+from ._validation import is_missing_label, listing, unlabelled
 from .exceptions import ImageReadError
 
 #: The seven prompts CLIP's authors found best as an ensemble on ImageNet
@@ -212,7 +213,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
                 )
             return classes
         classes = np.asarray(list(self.classes))
-        blank = [i for i, name in enumerate(self.classes) if _is_blank(name)]
+        blank = [i for i, name in enumerate(self.classes) if is_missing_label(name, blank_strings=True)]
         if blank:
             raise ValueError(
                 f"classes has no name at index {listing(blank)}: each class needs words for the "
@@ -287,13 +288,8 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
             image's label is ``None`` (NaN for float class labels), in an
             object array.
         """
-        scores = self._scores(X)  # checks fitted first
-        failed = np.isnan(scores).any(axis=1)
-        labels = self.classes_[np.argmax(np.nan_to_num(scores, nan=0.0), axis=1)]
-        if failed.any():
-            labels = labels.astype(float if self.classes_.dtype.kind == "f" else object)
-            labels[failed] = np.nan if labels.dtype.kind == "f" else None
-        return labels
+        scores = self._scores(X)  # checks fitted first, before classes_ is read
+        return labels_of(self.classes_, scores)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -346,11 +342,6 @@ def _checked_labels(y):
         )
     check_classification_targets(labels)
     return labels
-
-
-def _is_blank(value):
-    """``None``, NaN or a string of only spaces: no name for a prompt."""
-    return bool(unlabelled([value], blank_strings=True))
 
 
 def _unit(vectors):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._validation import listing
 from ..datasets import IMAGE_EXTENSIONS, collect_images
 from ..exceptions import ImageReadWarning, WeightsUnavailableError
 from . import UserError
@@ -72,17 +73,6 @@ def naming_unreadable_ourselves():
 def unreadable(paths, rows):
     """The paths whose rows are all NaN (images that could not be read)."""
     return [path for path, bad in zip(paths, np.isnan(rows).all(axis=1), strict=True) if bad]
-
-
-def listing(items, limit=5):
-    """``a, b, c, d, e, and 3 more``.
-
-    Examples
-    --------
-    >>> listing(list("abcdefgh"))
-    'a, b, c, d, e, and 3 more'
-    """
-    return ", ".join(map(str, items[:limit])) + (f", and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def run_offline_aware(command, args, params, call, meaning):
