@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ._hub_backbones import (
     HUB_CLASSES,
@@ -234,6 +234,27 @@ def get_backbone_spec(name: str) -> BackboneSpec:
             f"is accepted too. Received: backbone={name!r}"
         )
     return spec
+
+
+def with_weights_folder(spec, weights):
+    """``spec`` as the local preset directory ``weights`` builds it.
+
+    A registry name given a folder as ``weights`` runs the folder's
+    architecture: its patch size, its registers (never pooled as patches)
+    and its width, which may differ from the registry's (a DINOv2 with
+    registers, or one of patch 8, under ``"dinov2_small"``). Anything else
+    (``"imagenet"``, ``None``, a convolutional network, a folder that cannot
+    be read: the loading then says why) returns ``spec`` unchanged.
+    """
+    if spec is None or not spec.is_hub or weights is None or isinstance(weights, str) and weights == "imagenet":
+        return spec
+    try:
+        description = preset_description(os.fspath(weights))
+    except (OSError, ValueError, KeyError, TypeError):
+        return spec
+    if description["family"] != spec.architecture:
+        return spec  # the loading names the mismatch
+    return replace(spec, config=description["config"], feature_size=description["feature_size"])
 
 
 def _preset_spec(preset) -> BackboneSpec:

@@ -89,8 +89,10 @@ PARAMETERS_DOC = """
     unfreeze : int, "all" or str, default=8
         Backbone layers trained in phase 2: the top N layers that carry
         weights (BatchNormalization not counted, and never unfrozen),
-        ``"all"``, or the name of the lowest layer to unfreeze. ``0`` skips
-        phase 2.
+        ``"all"``, or the name of the lowest layer to unfreeze. In a KerasHub
+        transformer, N counts blocks (the top N, with the final norm and
+        anything above them), and ``"stage{i}"`` names block ``i`` (1 at
+        the bottom). ``0`` skips phase 2.
 
     finetune_learning_rate : float, default=1e-4
         Adam's peak learning rate in phase 2, for the unfrozen layers and the

@@ -198,6 +198,8 @@ def preset_description(preset) -> dict:
     """
     config = _preset_json(preset, "config.json")
     family = PRESET_FAMILIES.get(config.get("class_name"))
+    if family is None and "model_type" in config and "class_name" not in config:
+        raise ValueError(transformers_checkpoint_message(preset, config["model_type"]))
     if family is None:
         held = (
             f"a {config['class_name']}" if config.get("class_name") else "no backbone (config.json has no class_name)"
@@ -225,6 +227,38 @@ def preset_description(preset) -> dict:
         "scale_offset": scale_offset,
         "resizing": resizing,
     }
+
+
+#: Hugging Face transformers model types that KerasHub converts to a family
+#: of the registry -> a registry name of that family.
+TRANSFORMERS_MODEL_TYPES = {
+    "dinov2": "dinov2_small",
+    "dinov2_with_registers": "dinov2_with_registers_small",
+    "dinov3_vit": "dinov3_vit_small_lvd1689m",
+    "vit": "vit_base_patch16_224_imagenet",
+}
+
+
+def transformers_checkpoint_message(preset, model_type) -> str:
+    """What to do with a Hugging Face transformers checkpoint (``config.json``
+    with a ``model_type``, weights in safetensors) given where skptm reads a
+    KerasHub preset."""
+    found = (
+        f"The preset {preset!r} is a Hugging Face transformers checkpoint (model_type "
+        f"{model_type!r}), not a KerasHub preset: skptm reads KerasHub's format."
+    )
+    example = TRANSFORMERS_MODEL_TYPES.get(model_type)
+    if example is None:
+        return (
+            f"{found} KerasHub converts the transformers checkpoints of DINOv2, DINOv3 and ViT only; "
+            "take a KerasHub preset of the model instead (skptm.list_backbones() lists the registry's)."
+        )
+    return (
+        f"{found} KerasHub converts it once (pip install safetensors, then "
+        f"keras_hub.models.Backbone.from_preset({preset!r}).save_to_preset('<folder>')); then pass "
+        f"the registry name of its architecture and the folder: backbone={example!r}, "
+        "weights='<folder>' (the family's image scaling applies)."
+    )
 
 
 def converter_resizing(config, family) -> tuple:

@@ -3,7 +3,8 @@
 The recipe of BEiT and of DINOv2's and most ViT fine-tuning code: with decay
 ``d``, the head and whatever sits above the top unfrozen block (the final
 norm, a projection) learn at the full rate, the top block at ``d`` times it,
-the next at ``d**2``, and so on down. In a convolutional network, each
+the next at ``d**2``, and so on down; everything below the lowest block
+(the embeddings) one step below it. In a convolutional network, each
 weighted layer counts as a block.
 """
 
@@ -29,12 +30,14 @@ def learning_rate_multipliers(base, unfrozen, decay) -> dict:
     chosen = set(unfrozen)
     leaves = [(path, layer) for path, layer in leaf_layers(base) if path in chosen]
     transformer = any(is_block(layer) for _, layer in leaves)
-    multipliers, depth = {}, 0
+    multipliers, depth, below_blocks = {}, 0, False
     for _, layer in reversed(leaves):  # from the top down
         if is_block(layer) or not transformer:
             depth += 1
-        elif depth and transformer:
-            depth += 1  # below the lowest block: the embeddings, one step further down
+        elif depth and not below_blocks:
+            # Below the lowest block (the embeddings, and CLIP's norm before
+            # the blocks): all of it one step further down.
+            depth, below_blocks = depth + 1, True
         for variable in layer.weights:
             multipliers[id(variable)] = decay**depth
     return multipliers

@@ -17,6 +17,7 @@ final norm, CLIP's projection, SigLIP's attention pooling).
 from __future__ import annotations
 
 import difflib
+import re
 
 import keras
 
@@ -67,25 +68,43 @@ def select_unfrozen(base, unfreeze) -> tuple:
     counting BatchNormalization; in a KerasHub transformer, the top N blocks
     and the layers above them), ``"all"``, or the name (or path) of the
     lowest layer to unfreeze: it and every weighted layer above it. The name
-    of a nested model stands for its first layer.
+    of a nested model stands for its first layer; in a transformer,
+    ``"stage{i}"`` names block ``i`` (1 at the bottom), as ``layer=`` does.
     """
     leaves = list(leaf_layers(base))
     candidates = [(i, path) for i, (path, layer) in enumerate(leaves) if _is_trainable_candidate(layer)]
+    blocks = [i for i, (_, layer) in enumerate(leaves) if is_block(layer)]
     if unfreeze == "all":
         return tuple(path for _, path in candidates)
     if isinstance(unfreeze, str):
-        lowest = _position(leaves, unfreeze, base)
+        lowest = _stage_position(blocks, unfreeze, base) if blocks else None
+        if lowest is None:
+            lowest = _position(leaves, unfreeze, base, len(blocks))
         return tuple(path for i, path in candidates if i >= lowest)
     if not unfreeze:
         return ()
-    blocks = [i for i, (_, layer) in enumerate(leaves) if is_block(layer)]
     if blocks:
         lowest = blocks[max(0, len(blocks) - unfreeze)]
         return tuple(path for i, path in candidates if i >= lowest)
     return tuple(path for _, path in candidates[max(0, len(candidates) - unfreeze) :])
 
 
-def _position(leaves, name, base) -> int:
+def _stage_position(blocks, name, base):
+    """The leaf position of block ``"stage{i}"`` of a transformer; ``None``
+    where ``name`` is no stage name (then it names a layer)."""
+    match = re.fullmatch(r"stage(\d+)", name)
+    if match is None:
+        return None
+    number = int(match.group(1))
+    if not 1 <= number <= len(blocks):
+        raise ValueError(
+            f"Backbone {base.name!r} has no block named {name!r}: its blocks are 'stage1' to "
+            f"'stage{len(blocks)}', bottom to top. Received: unfreeze={name!r}"
+        )
+    return blocks[number - 1]
+
+
+def _position(leaves, name, base, n_blocks=0) -> int:
     for i, (path, layer) in enumerate(leaves):
         # A leaf by path or name; a nested model, at any depth, by its path or
         # name: its first leaf is the first whose path passes through it.
@@ -94,10 +113,13 @@ def _position(leaves, name, base) -> int:
     names = [path for path, _ in leaves] + [layer.name for _, layer in leaves]
     close = difflib.get_close_matches(name, names, n=5, cutoff=0.4)
     hint = f" Closest: {', '.join(map(repr, dict.fromkeys(close)))}." if close else ""
-    raise ValueError(
-        f"Backbone {base.name!r} has no layer named {name!r}.{hint} "
-        f"See [layer.name for layer in model.layers]. Received: unfreeze={name!r}"
+    where = (
+        f"Its transformer blocks are 'stage1' to 'stage{n_blocks}', bottom to top (unfreeze='stage{n_blocks}' "
+        "trains the top block and what is above it), or pass the number of top blocks."
+        if n_blocks
+        else "See [layer.name for layer in model.layers]."
     )
+    raise ValueError(f"Backbone {base.name!r} has no layer named {name!r}.{hint} {where} Received: unfreeze={name!r}")
 
 
 def set_trainable(base, paths) -> None:

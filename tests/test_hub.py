@@ -7,6 +7,7 @@ public API (``weights=<folder>``): the same loading code as a downloaded
 preset. Features are compared with what a KerasHub user computes by hand.
 """
 
+import json
 import os
 import pickle
 import subprocess
@@ -403,6 +404,23 @@ def test_a_preset_without_an_image_converter_is_taken_by_its_registry_name(prese
     assert features.shape == (1, WIDTH)
 
 
+def test_a_transformers_checkpoint_gets_the_way_to_convert_it(tmp_path):
+    """A Hugging Face transformers checkpoint is not a KerasHub preset: as
+    backbone or as weights, the error names its model type and gives
+    KerasHub's conversion and the registry name to pass with it."""
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "dinov2_with_registers", "hidden_size": 384}))
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    for params in ({"backbone": str(tmp_path)}, {"backbone": "dinov2_small", "weights": tmp_path}):
+        with pytest.raises(ValueError, match="transformers checkpoint") as caught:
+            PretrainedFeatureTransformer(**params).fit(None)
+        message = str(caught.value)
+        assert "'dinov2_with_registers'" in message and "save_to_preset" in message
+        assert "backbone='dinov2_with_registers_small'" in message
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "clip"}))
+    with pytest.raises(ValueError, match="DINOv2, DINOv3 and ViT only"):
+        PretrainedFeatureTransformer(str(tmp_path)).fit(None)
+
+
 def test_a_fixed_size_preset_runs_at_its_own_size_by_registry_name(tmp_path, photos):
     """A ViT preset saved at 64 px (its position embeddings fixed to it) runs
     at 64 px with input_size=None, by folder or by registry name."""
@@ -412,6 +430,39 @@ def test_a_fixed_size_preset_runs_at_its_own_size_by_registry_name(tmp_path, pho
     by_folder = PretrainedFeatureTransformer(str(tmp_path))
     np.testing.assert_array_equal(by_name.fit_transform(images), by_folder.fit_transform(images))
     assert by_name._network().input_size == (64, 64)
+
+
+def test_a_preset_folder_under_a_registry_name_runs_as_its_own_config_says(presets, photos, tmp_path):
+    """Under a registry name, a folder's registers are still left out of the
+    patch tokens' mean, and its own patch size rounds the input size: the
+    features equal the folder's as a backbone, whatever the registry's
+    configuration (no registers, patch 14, width 384) says."""
+    registers = str(presets["dinov2_with_registers_small"])
+    images = np.stack([_resized(p, 56) for p in photos])
+    expected = PretrainedFeatureTransformer("dinov2_with_registers_small", weights=registers, input_size=56)
+    under_other_name = PretrainedFeatureTransformer("dinov2_small", weights=registers, input_size=56)
+    np.testing.assert_array_equal(under_other_name.fit_transform(images), expected.fit_transform(images))
+    assert len(under_other_name.get_feature_names_out()) == WIDTH
+
+    patch8 = tmp_path / "patch8"
+    keras_hub.models.DINOV2Backbone(
+        patch_size=8,
+        hidden_dim=WIDTH,
+        intermediate_dim=64,
+        num_layers=1,
+        num_heads=2,
+        image_shape=(48, 48, 3),
+        position_embedding_shape=(518, 518),
+    ).save_to_preset(str(patch8))
+    scale, offset = family_scale_offset("torch")
+    keras_hub.layers.ImageConverter(image_size=(48, 48), scale=list(scale), offset=list(offset)).save_to_preset(
+        str(patch8)
+    )
+    images = np.stack([_resized(p, 48) for p in photos])
+    by_name = PretrainedFeatureTransformer("dinov2_small", weights=patch8, input_size=48)
+    by_folder = PretrainedFeatureTransformer(str(patch8), input_size=48)
+    np.testing.assert_array_equal(by_name.fit_transform(images), by_folder.fit_transform(images))
+    assert by_name._network().input_size == (48, 48)
 
 
 @pytest.mark.exhaustive
@@ -464,6 +515,58 @@ def test_layer_decay_slows_the_lower_blocks(presets, two_themes):
     assert moved(norm) > 1e-3
     assert moved(lower) < 1e-5 * moved(norm) + 1e-7
     assert moved(top) < moved(norm)
+
+
+def test_unfreeze_names_a_transformer_block_as_layer_does(presets):
+    """``unfreeze="stage{i}"`` trains block i and everything above it, in
+    every family; a block it lacks, or another name, gets the block names."""
+    from skptm._unfreeze import select_unfrozen
+
+    for name, size in SMALL.items():
+        base = (
+            PretrainedFeatureTransformer(
+                name, weights=presets[name], input_size=size if name.startswith("dino") else None
+            )
+            ._network()
+            .base
+        )
+        assert select_unfrozen(base, "stage2") == select_unfrozen(base, 1), name
+        assert select_unfrozen(base, "stage1") == select_unfrozen(base, 2), name
+        with pytest.raises(ValueError, match="'stage1' to 'stage2'.*Received: unfreeze='stage3'"):
+            select_unfrozen(base, "stage3")
+        with pytest.raises(ValueError, match="'stage1' to 'stage2'"):
+            select_unfrozen(base, "block_2")
+
+
+def test_layer_decay_puts_everything_below_the_blocks_one_step_down(presets):
+    """Above the top block: the full rate; block k from the top: ``d**k``;
+    below the lowest block (the embeddings, and CLIP's norm before the
+    blocks), one step further: ``d**(blocks + 1)``, in every family."""
+    from skptm._layer_decay import learning_rate_multipliers
+    from skptm._unfreeze import is_block, leaf_layers, select_unfrozen
+
+    for name, size in SMALL.items():
+        base = (
+            PretrainedFeatureTransformer(
+                name, weights=presets[name], input_size=size if name.startswith("dino") else None
+            )
+            ._network()
+            .base
+        )
+        unfrozen = select_unfrozen(base, "all")
+        multipliers = learning_rate_multipliers(base, unfrozen, 0.5)
+        leaves = [layer for path, layer in leaf_layers(base) if path in set(unfrozen)]
+        blocks = [i for i, layer in enumerate(leaves) if is_block(layer)]
+        expected = [
+            0.5 ** (len(blocks) + 1)
+            if i < blocks[0]
+            else 0.5 ** (len(blocks) - blocks.index(i))
+            if i in blocks
+            else 1.0
+            for i in range(len(leaves))
+        ]
+        found = [{multipliers[id(v)] for v in layer.weights} for layer in leaves]
+        assert found == [{factor} for factor in expected], name
 
 
 @pytest.mark.parametrize(

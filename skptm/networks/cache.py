@@ -22,7 +22,7 @@ from collections import OrderedDict
 import keras
 
 from .. import _threads
-from .._backbones import get_backbone_spec
+from .._backbones import get_backbone_spec, with_weights_folder
 from .._tta import parse_tta
 from .assembly import as_size, assemble, describe
 from .building import build_backbone
@@ -79,7 +79,7 @@ class NetworkCache:
 
     def get(self, backbone, *, weights, input_size, pooling, layers, preprocessing, precision, views=()):
         """The feature network for these parameters, from the cache or built."""
-        spec = get_backbone_spec(backbone) if isinstance(backbone, str) else None
+        spec = with_weights_folder(get_backbone_spec(backbone), weights) if isinstance(backbone, str) else None
         if spec is not None and spec.is_hub:
             input_size = hub_input_size(spec, as_size(input_size), weights)
         family = _preprocessing_family(spec, preprocessing)

@@ -24,6 +24,7 @@ input, not rebuilt), so features equal KerasHub's to the last bit.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import zlib
 from collections.abc import Callable
@@ -34,7 +35,13 @@ import keras
 import numpy as np
 
 from .._compat import all_layers
-from .._hub_backbones import HANDLE_SCHEMES, is_download_failure, offline_message, one_line
+from .._hub_backbones import (
+    HANDLE_SCHEMES,
+    is_download_failure,
+    offline_message,
+    one_line,
+    transformers_checkpoint_message,
+)
 from .._hub_backbones import import_keras_hub as keras_hub
 from ..exceptions import WeightsUnavailableError
 
@@ -275,12 +282,27 @@ def _check_preset_directory(weights, spec, *, random_weights_ok=True):
             "save_to_preset (or a downloaded preset copied here)."
         )
     if not any(os.path.isfile(os.path.join(path, name)) for name in PRESET_WEIGHTS_FILES):
+        model_type = _transformers_model_type(path)
+        if model_type is not None:
+            raise ValueError(transformers_checkpoint_message(path, model_type))
         raise FileNotFoundError(
             f"The KerasHub preset directory {path!r} has a config.json but no weights "
             f"({' or '.join(PRESET_WEIGHTS_FILES)}): copy the whole preset, or write it with "
             "keras_hub's save_to_preset."
         )
     return path
+
+
+def _transformers_model_type(folder):
+    """The ``model_type`` of a Hugging Face transformers checkpoint in ``folder``, else ``None``."""
+    try:
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as file:
+            config = json.load(file)
+    except (OSError, ValueError):
+        return None
+    if isinstance(config, dict) and "class_name" not in config:
+        return config.get("model_type")
+    return None
 
 
 #: A preset's weights: one file, or an index of sharded files.
