@@ -209,7 +209,8 @@ class FineTunedClassifier(ClassifierMixin, BaseFineTuned):
         Parameters
         ----------
         X : images
-            Any form the transformer accepts; never augmented.
+            Any form the transformer accepts. The training augmentation
+            (``augment``) is never applied; the test-time views (``tta``) are.
 
         Returns
         -------

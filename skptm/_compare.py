@@ -27,6 +27,7 @@ from sklearn.utils.validation import column_or_1d
 from ._comparison import FINETUNING, PIXELS, PROBE, TIME_BUDGET, ApproachScore, ComparisonResult, approach_label
 from ._validation import N_JOBS
 from .engines import ENGINE_CHOICES
+from .exceptions import ImageReadError
 
 #: Light networks ``backbones=None`` chooses from, each with its family: at most
 #: one network of a family is chosen, so that the probes differ in kind.
@@ -232,8 +233,9 @@ def compare(
     - Fine-tuning is recommended only if it beats the linear probe on the
       same network (and every cheaper approach).
     - The recommended approach is the cheapest kind (raw pixels, then a
-      linear probe, then fine-tuning) whose score the best one does not
-      beat; the best-scoring of that kind.
+      linear probe, then fine-tuning) whose best-scoring row the best one
+      does not beat; that row. Its code passes the options that were
+      scored (input size, weights file, fine-tuning settings).
     - Skipped approaches are named, with the reason.
 
     Examples
@@ -288,9 +290,12 @@ def compare(
             build_seconds[name] = time.perf_counter() - start
         run = _Runner(X, y, splits, scoring, progress, started, time_budget)
 
-        table = [run.pixels(_linear_model(classification), batch_size=batch_size, n_jobs=n_jobs)]
-        for name, probe in probes.items():
-            table.append(run(probe, PROBE, backbone=name, extra_seconds=build_seconds[name]))
+        try:
+            table = [run.pixels(_linear_model(classification), batch_size=batch_size, n_jobs=n_jobs)]
+            for name, probe in probes.items():
+                table.append(run(probe, PROBE, backbone=name, extra_seconds=build_seconds[name]))
+        except ImageReadError as exc:
+            raise (exc if exc.needed_by else exc.as_needed_by("compare")) from exc.__cause__
         best = max((row for row in table[1:] if row.ran), key=lambda row: row.mean, default=None)
         for depth in depths:
             if best is None:
@@ -320,6 +325,9 @@ def compare(
             for name, value in (("input_size", input_size), ("weights", weights))
             if value is not None and value != "imagenet"
         },
+        finetune_options=_not_default(
+            estimator_class, {"finetune_epochs": finetune_epochs, "batch_size": batch_size, **extra}
+        ),
         seconds=time.perf_counter() - started,
     )
 
@@ -503,6 +511,12 @@ def _splits(cv, n, y, groups, classification, seed):
     else:
         splitter = check_cv(cv, y, classifier=classification)
     return list(splitter.split(np.zeros((n, 1)), y, groups))
+
+
+def _not_default(estimator_class, options) -> dict:
+    """The ``options`` whose values are not ``estimator_class``'s defaults."""
+    defaults = estimator_class().get_params()
+    return {name: value for name, value in options.items() if name not in defaults or value != defaults[name]}
 
 
 def _linear_model(classification):

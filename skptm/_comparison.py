@@ -132,6 +132,10 @@ class ComparisonResult:
         The networks' options that are not the estimators' defaults
         (``input_size``, a weights file): the recommended code passes them,
         so that it builds what was scored.
+    finetune_options : dict, default={}
+        The fine-tuning estimators' options that are not their defaults
+        (``finetune_epochs``, ``batch_size``, ``finetune_params``): the
+        recommended fine-tuning code passes them too.
 
     Attributes
     ----------
@@ -166,6 +170,7 @@ class ComparisonResult:
     time_budget: float | None = None
     seconds: float | None = None
     network_options: dict = field(default_factory=dict)
+    finetune_options: dict = field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "table", tuple(self.table))
@@ -198,13 +203,13 @@ class ComparisonResult:
 
     @property
     def recommended(self) -> ApproachScore:
-        """The cheapest kind of approach whose score is within the folds'
-        spread of the best (:func:`beats` says when it is not); the
-        highest-scoring of that kind."""
+        """The highest-scoring row of the cheapest kind of approach whose
+        highest-scoring row is within the folds' spread of the best
+        (:func:`beats` says when it is not). A kind is judged by its best
+        row: a noisy, lower-scoring row never makes its kind look close."""
         best = self.best
-        close = [row for row in self.table if row.ran and not beats(best, row)]
-        cheapest = min(APPROACHES.index(row.approach) for row in close)
-        return _highest(row for row in close if APPROACHES.index(row.approach) == cheapest)
+        leaders = (_highest(row for row in self.table if row.ran and row.approach == kind) for kind in APPROACHES)
+        return next(row for row in leaders if row is not None and not beats(best, row))
 
     @property
     def skipped(self) -> tuple:
@@ -400,14 +405,23 @@ def _recommended(result):
             "images (fine-tuning deeper with a larger unfreeze, a larger input_size, more images; see "
             "'What ImageNet features are bad at' in the user guide)."
         )
+    caution = (
+        " These scores came from random weights (weights=None); the code builds the pretrained "
+        "network, which was not scored: run compare again with its weights before relying on it."
+        if result.random_weights
+        else ""
+    )
     if row.approach == PROBE:
-        model = "RidgeCV()" if regression else "LogisticRegression(max_iter=2000)"
+        # The probe compare scored: RidgeCV over RIDGE_ALPHAS, LogisticRegression at its default C.
+        model = "RidgeCV(alphas=np.logspace(-3, 5, 17))" if regression else "LogisticRegression(max_iter=2000)"
         return (
             f"Recommended: the {row.label}, the cheapest approach within the folds' spread of the best: "
             f'make_pipeline(PretrainedFeatureTransformer("{row.backbone}"{options}), StandardScaler(), {model}).'
+            f"{caution}"
         )
     estimator = "FineTunedRegressor" if regression else "FineTunedClassifier"
+    options += "".join(f", {name}={value!r}" for name, value in result.finetune_options.items())
     return (
         f"Recommended: {row.label}, which beats every cheaper approach beyond the folds' spread: "
-        f'{estimator}("{row.backbone}", unfreeze={row.unfreeze!r}{options}).'
+        f'{estimator}("{row.backbone}", unfreeze={row.unfreeze!r}{options}).{caution}'
     )

@@ -519,7 +519,8 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : images
-            Any form the transformer accepts; never augmented.
+            Any form the transformer accepts. The training augmentation
+            (``augment``) is never applied; the test-time views (``tta``) are.
 
         Returns
         -------

@@ -26,13 +26,17 @@ class ImageReadError(ValueError):
         Position of the item in the input.
     path : str or None
         The item's file path, where it has one.
-    needed_by : {"fit", "score"} or None
-        Raised by ``fit`` or ``score``, which need every image (so the
-        message does not offer ``on_error="nan"``).
+    needed_by : {"fit", "score", "compare"} or None
+        Raised by ``fit``, ``score`` or :func:`skptm.compare`, which need
+        every image (so the message does not offer ``on_error="nan"``).
     """
 
     #: What each caller that needs every image says.
-    _NEEDS = {"fit": "Training cannot use an unreadable image", "score": "Scoring needs every image"}
+    _NEEDS = {
+        "fit": "Training cannot use an unreadable image",
+        "score": "Scoring needs every image",
+        "compare": "skptm.compare scores every approach on every image",
+    }
 
     def __init__(self, index, path, cause, needed_by=None):
         self.index = index
@@ -53,7 +57,7 @@ class ImageReadError(ValueError):
         return self.needed_by == "fit"
 
     def as_needed_by(self, caller) -> ImageReadError:
-        """The same error, as ``caller`` (``"fit"`` or ``"score"``) raises it."""
+        """The same error, as ``caller`` (``"fit"``, ``"score"`` or ``"compare"``) raises it."""
         return type(self)(self.index, self.path, self.cause, caller)
 
     def __reduce__(self):  # survives joblib's worker processes

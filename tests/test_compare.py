@@ -15,6 +15,7 @@ import skptm
 from skptm import ApproachScore, ComparisonResult
 from skptm import plot as skplot
 from skptm._compare import CANDIDATES, default_backbones
+from skptm._heads import RIDGE_ALPHAS
 from skptm.cli import main
 from skptm.datasets import load_sample_photos
 
@@ -87,6 +88,9 @@ def test_every_approach_on_the_photos(photos):
     text = str(result)
     assert text.splitlines()[0].split() == ["approach", "backbone", "unfreeze", "accuracy", "std", "seconds"]
     assert result.recommendation in text and "random weights" in result.recommendation
+    # What the recommended code needs to build what was scored.
+    assert result.network_options == {"input_size": 32}
+    assert result.finetune_options == {"finetune_epochs": 1}
 
 
 def test_each_image_featurised_once_per_network(photos):
@@ -146,6 +150,8 @@ def test_bad_image_named_and_user_errors(digits, tmp_path):
     with pytest.raises(skptm.ImageReadError) as caught:
         skptm.compare([*paths[:5], str(broken), *paths[5:12]], labels[:13], backbones=[QUICK], unfreeze=(), **PARAMS)
     assert (caught.value.index, caught.value.path) == (5, str(broken))
+    # compare has no on_error: the message does not offer it.
+    assert "on_error" not in str(caught.value) and "compare scores every approach on every image" in str(caught.value)
 
     # Checked before any network is built or image read.
     with pytest.raises(ValueError, match="unfreeze=0 is the linear probe"):
@@ -248,6 +254,22 @@ def test_the_recommended_code_builds_what_was_scored():
     )
     assert 'FineTunedClassifier("mobilenet_v2", unfreeze=8, input_size=64, weights=' in tuned.recommendation
 
+    # The fine-tuning settings that were scored go into its code too.
+    settings = {"finetune_options": {"finetune_epochs": 3, "augment": "light"}}
+    tuned = result_of(
+        row("raw pixels", (0.50, 0.52)),
+        row("linear probe", (0.70, 0.72)),
+        row("fine-tuning", (0.90, 0.92), unfreeze=8),
+        **settings,
+    )
+    assert "FineTunedClassifier(\"mobilenet_v2\", unfreeze=8, finetune_epochs=3, augment='light')" in (
+        tuned.recommendation
+    )
+    # Random weights: the code builds the pretrained network, which was not scored, and says so.
+    random = result_of(row("raw pixels", (0.50, 0.52)), row("linear probe", (0.80, 0.82)), random_weights=True)
+    assert "PretrainedFeatureTransformer" in random.recommendation
+    assert "the code builds the pretrained network, which was not scored" in random.recommendation
+
 
 def test_probe_recommended_when_fine_tuning_is_within_the_spread():
     result = result_of(
@@ -281,7 +303,25 @@ def test_fine_tuning_recommended_when_it_beats_the_probe():
     regression = result_of(
         row("raw pixels", (0.10, 0.20)), row("linear probe", (0.70, 0.72)), task="regression", scoring="r2"
     )
-    assert "RidgeCV()" in regression.recommendation and "r2 0.710" in regression.recommendation
+    # The probe compare scored: RidgeCV over the head's alphas.
+    assert "RidgeCV(alphas=np.logspace(-3, 5, 17))" in regression.recommendation
+    assert "r2 0.710" in regression.recommendation
+    np.testing.assert_array_equal(np.logspace(-3, 5, 17), RIDGE_ALPHAS)
+
+
+def test_a_noisy_lower_probe_does_not_make_probes_look_close():
+    """The best probe is beaten by fine-tuning; a worse probe with a wide
+    spread is "close" to the best only by its noise: fine-tuning is
+    recommended, as the text says it pays, not the worse probe."""
+    result = result_of(
+        row("raw pixels", (0.484, 0.516)),
+        row("linear probe", (0.792, 0.808)),
+        row("linear probe", (0.458, 0.908), backbone="efficientnet_b0"),
+        row("fine-tuning", (0.892, 0.908), unfreeze=8),
+    )
+    assert result.recommended.approach == "fine-tuning"
+    assert "Fine-tuning pays" in result.recommendation
+    assert "Recommended: fine-tuning mobilenet_v2 (unfreeze=8)" in result.recommendation
 
 
 def test_skipped_approaches_are_named():
