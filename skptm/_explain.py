@@ -70,7 +70,10 @@ def explain(estimator, images, *, target=None, layer=None):
     logit before the softmax minus the mean logit of the classes (a softmax
     ignores a shift of every logit, so a raw logit depends on how the head
     is parameterised: the linear probe of two classes keeps one at zero);
-    for a regressor, its output.
+    for a regressor, its output. The model sees each image once, as
+    given: test-time views (``tta``) are not averaged here, so the
+    probability reported beside a map is that of the image alone, which
+    can differ slightly from ``predict_proba`` with ``tta`` set.
 
     A map shows where the evidence the model used lies, not why, and only as
     finely as the feature map: the last stage of most networks is 32 times
