@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -80,6 +81,7 @@ class FeatureCache:
         self.root = root
         self.n_features = n_features
         self.writable = True
+        self.entries_skipped = False
 
     def _path(self, key):
         return os.path.join(self.root, key[:2], key[2:])
@@ -143,8 +145,27 @@ class FeatureCache:
         try:
             atomic_write_bytes(self._path(key), data)
         except OSError as exc:
+            if self._root_writable():
+                # An entry's place is taken (a folder where its file goes):
+                # the others are still written; one warning for them all.
+                if not self.entries_skipped:
+                    self._warn(
+                        f"Feature cache entries cannot be written where they go (the first: {self._path(key)!r}: "
+                        f"{exc}); they are skipped, the others written."
+                    )
+                self.entries_skipped = True
+                return
             self.writable = False
             self._warn(f"The feature cache {self.root!r} is not writable ({exc}); features are not cached.")
+
+    def _root_writable(self) -> bool:
+        """Whether a file can be created in the configuration's folder."""
+        try:
+            os.makedirs(self.root, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-"):
+                return True
+        except OSError:
+            return False
 
     @staticmethod
     def _warn(message):
@@ -174,20 +195,37 @@ def configuration_key(network, source) -> str:
         if isinstance(source, TableSource) or reader is None
         else repr((tuple(reader.size), reader.resize, reader.interpolation))
     )
-    return content_hash(
-        (
-            str(FORMAT_VERSION),
-            architecture,
-            base_fingerprint(network.base),
-            network.precision,
-            network.engine,
-            str(get_engine(network.engine).version()),
-            reading,
-            PIL.__version__,
-            keras.__version__,
-            tf.__version__,
-        )
+    parts = (
+        str(FORMAT_VERSION),
+        architecture,
+        base_fingerprint(network.base),
+        network.precision,
+        network.engine,
+        str(get_engine(network.engine).version()),
+        reading,
+        PIL.__version__,
+        keras.__version__,
+        tf.__version__,
     )
+    kernels = kernel_kind(network.precision)
+    return content_hash((*parts, kernels) if kernels else parts)
+
+
+def kernel_kind(precision) -> str:
+    """What, besides the configuration, the features depend on beyond the
+    cache's tolerance: ``""`` for float32 on a CPU (any two CPUs agree to
+    about 5e-7 relative, so machines sharing a cache share these entries);
+    the instruction set for reduced precision, whose kernels round
+    differently (AMX and AVX-512 BF16 differ by about 1e-2); the GPU, whose
+    float32 may run in TF32."""
+    from .engines.machine import this_machine
+
+    machine = this_machine()
+    if machine.gpu:
+        return f"gpu {machine.gpu}"
+    if precision == "float32":
+        return ""
+    return f"{machine.architecture} {machine.instruction_set}"
 
 
 def content_key(source, index) -> str | None:

@@ -148,10 +148,34 @@ def test_write_failures_warn_once_and_compute(tmp_path, photos, plain):
     root.mkdir()
     for shard in range(256):  # every entry's folder is blocked by a file
         (root / f"{shard:02x}").write_text("")
-    with pytest.warns(FeatureCacheWarning, match="not writable") as caught:
+    with pytest.warns(FeatureCacheWarning, match="cannot be written where they go.*skipped") as caught:
         features = make(tmp_path).transform(photos[:3])
     assert len(caught) == 1
     np.testing.assert_array_equal(features, plain[:3])
+    shutil.rmtree(root)
+    root.write_text("")  # a file where the configuration's folder goes: nothing can be cached
+    with pytest.warns(FeatureCacheWarning, match="cannot be used") as caught:
+        np.testing.assert_array_equal(make(tmp_path).transform(photos[:3]), plain[:3])
+    assert len(caught) == 1
+
+
+def test_one_blocked_entry_leaves_the_others_cached(tmp_path, photos, plain):
+    """A folder where one entry's file goes skips that entry only: damaged
+    entries beside it are still rewritten, and new ones written."""
+    make(tmp_path).transform(photos[:3])
+    blocked, damaged, _ = entries(tmp_path)
+    blocked.unlink()
+    blocked.mkdir()
+    damaged.write_bytes(b"damaged")
+    with pytest.warns(FeatureCacheWarning) as caught:
+        np.testing.assert_array_equal(make(tmp_path).transform(photos[:5]), plain[:5])
+    messages = " ".join(str(w.message) for w in caught)
+    assert "cannot be written where they go" in messages and "not writable" not in messages
+    assert len(entries(tmp_path)) == 4  # the damaged one rewritten, two new ones, the blocked one skipped
+    with warnings.catch_warnings(record=True) as again:
+        warnings.simplefilter("always", FeatureCacheWarning)
+        make(tmp_path).transform([photos[i] for i in (1, 3, 4)])
+    assert not again  # rewritten and written: read without a warning
 
 
 def test_a_file_in_place_of_the_directory_warns(tmp_path, photos, plain):
@@ -223,3 +247,24 @@ def test_finetuning_head_phase_shares_the_transformers_entries(tmp_path, photos,
     assert entries(tmp_path) == before
     uncached = FineTunedClassifier(LIGHT, weights=None, input_size=SIZE, unfreeze=0, random_state=0).fit(photos, y)
     np.testing.assert_array_equal(clf.predict_proba(photos), uncached.predict_proba(photos))
+
+
+def test_reduced_precision_entries_are_kept_apart_per_kind_of_kernel(monkeypatch):
+    """float32 features agree across CPUs to about 5e-7 and share entries;
+    bfloat16 rounds differently on AMX and on AVX-512 BF16 (about 1e-2), and
+    a GPU's float32 may run in TF32: those are keyed by what computed them."""
+    from skptm import _feature_cache
+    from skptm.engines import machine
+
+    def on(flags, gpu=None):
+        here = machine.Machine("x86_64", "a CPU", tuple(flags), 2, gpu)
+        monkeypatch.setattr(machine, "this_machine", lambda: here)
+        return {precision: _feature_cache.kernel_kind(precision) for precision in ("float32", "bfloat16")}
+
+    amx = on(("avx2", "avx512f", "avx512_bf16", "amx_bf16"))
+    avx512_bf16 = on(("avx2", "avx512f", "avx512_bf16"))
+    avx2 = on(("avx2",))
+    assert amx["float32"] == avx512_bf16["float32"] == avx2["float32"] == ""
+    assert len({amx["bfloat16"], avx512_bf16["bfloat16"], avx2["bfloat16"]}) == 3
+    gpu = on(("avx2",), gpu="NVIDIA H200 (compute capability 9.0)")
+    assert gpu["float32"] and "H200" in gpu["float32"]
