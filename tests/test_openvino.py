@@ -2,6 +2,8 @@
 
 import os
 import pickle
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -273,6 +275,37 @@ def test_a_damaged_entry_is_converted_again(tmp_path, images, monkeypatch):
         features("openvino", images, backbone=TINY)  # the entry was replaced by a good one
 
 
+def test_a_converted_model_changed_in_place_is_converted_again(tmp_path, images, monkeypatch):
+    """Weights changed on disk at the same size still compile: the entry's
+    checksum catches them, and an entry stored without one (an older skptm)
+    is converted again quietly."""
+    monkeypatch.setenv("SKPTM_CACHE_DIR", str(tmp_path))
+    _openvino._compiled.clear()
+    reference = features("tensorflow", images, backbone=TINY, input_size=SIZE + 16)
+    features("openvino", images, backbone=TINY, input_size=SIZE + 16)
+    [converted] = (tmp_path / "openvino").glob("*.xml")
+    binary = converted.with_suffix(".bin")
+    data = bytearray(binary.read_bytes())
+    # Every float32 weight tensor's values reversed: the same size and shapes, so it still compiles.
+    for match in re.finditer(r'element_type="f32" shape="[^"]*" offset="(\d+)" size="(\d+)"', converted.read_text()):
+        start, size = int(match.group(1)), int(match.group(2))
+        if size >= 256:
+            data[start : start + size] = np.frombuffer(bytes(data[start : start + size]), "<f4")[::-1].tobytes()
+    binary.write_bytes(bytes(data))
+    shutil.rmtree(tmp_path / "openvino" / "compiled", ignore_errors=True)
+    _openvino._compiled.clear()
+    with pytest.warns(OpenVINOCacheWarning, match="do not match their checksum"):
+        out = features("openvino", images, backbone=TINY, input_size=SIZE + 16)
+    assert cosine(reference, out).min() >= 0.99999
+
+    converted.with_suffix(".blake2b").unlink()
+    _openvino._compiled.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OpenVINOCacheWarning)
+        out = features("openvino", images, backbone=TINY, input_size=SIZE + 16)
+    assert cosine(reference, out).min() >= 0.99999 and converted.with_suffix(".blake2b").is_file()
+
+
 def test_an_unwritable_cache_only_warns(tmp_path, images, monkeypatch):
     blocked = tmp_path / "file"
     blocked.write_text("a file where the cache folder should be")
@@ -345,6 +378,6 @@ def test_the_converted_model_cache_is_bounded(tmp_path, images, monkeypatch):
     features("openvino", images[:2], backbone=TINY, input_size=SIZE - 8)  # a second network: the first is evicted
     remaining = list((tmp_path / "openvino").glob("*.xml"))
     assert len(remaining) == 1 and remaining[0] != first
-    assert not first.with_suffix(".bin").exists()
+    assert not first.with_suffix(".bin").exists() and not first.with_suffix(".blake2b").exists()
     total = sum(path.stat().st_size for path in (tmp_path / "openvino").rglob("*") if path.is_file())
     assert total <= 1.5 * size

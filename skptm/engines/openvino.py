@@ -20,6 +20,7 @@ process, keyed by the Keras model object they were converted from.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import threading
 import warnings
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _threads as threads
-from .._io import atomic_path, cache_root, content_hash, evict_least_recently_used, mark_used
+from .._io import atomic_path, atomic_write_bytes, cache_root, content_hash, evict_least_recently_used, mark_used
 from ..exceptions import OpenVINOCacheWarning
 
 #: The engine's name, as ``engine=`` takes it.
@@ -108,7 +109,7 @@ def evict(max_bytes: int | None = None) -> int:
     folder = cache_dir()
     if not folder.is_dir():
         return 0
-    groups = [[xml, xml.with_suffix(".bin")] for xml in folder.glob("*.xml") if ".tmp" not in xml.name]
+    groups = [[xml, *_companions(xml)] for xml in folder.glob("*.xml") if ".tmp" not in xml.name]
     blobs = folder / "compiled"
     if blobs.is_dir():
         groups.extend([blob] for blob in blobs.iterdir() if blob.is_file())
@@ -219,8 +220,11 @@ def _compile(model, precision, takes_images, dtype):
     if share is not None:  # a joblib or Dask worker: its share of the cores, not all of them
         config["INFERENCE_NUM_THREADS"] = share
     path = _disk_path(model, takes_images, dtype, folder)
+    if path is not None and path.is_file() and not path.with_suffix(".blake2b").is_file():
+        _remove(path)  # stored before entries had checksums: converted again, quietly
     if path is not None and path.is_file() and path.with_suffix(".bin").is_file():
         try:
+            _check_digest(path)
             compiled = _compile_file(core, path, config, folder / "compiled")
         except Exception as exc:  # noqa: BLE001 - any damage to the entry: convert again
             warnings.warn(
@@ -242,6 +246,32 @@ def _compile(model, precision, takes_images, dtype):
     if path is not None:
         _store(converted, path)
     return _compile_converted(core, converted, config, precision)
+
+
+def _digest(path) -> str:
+    """BLAKE2b of a converted model's ``.xml`` and ``.bin``."""
+    digest = hashlib.blake2b(digest_size=16)
+    for file in (path, path.with_suffix(".bin")):
+        with open(file, "rb") as stream:
+            digest.update(hashlib.file_digest(stream, "blake2b").digest())
+    return digest.hexdigest()
+
+
+def _check_digest(path) -> None:
+    """Raise ``ValueError`` unless the entry at ``path`` is the one stored:
+    damage that keeps a file readable (changed bytes, the same size) would
+    otherwise compile, and give wrong features."""
+    try:
+        stored = path.with_suffix(".blake2b").read_text(encoding="ascii").strip()
+    except (OSError, ValueError) as exc:
+        raise ValueError("its checksum file cannot be read") from exc
+    if _digest(path) != stored:
+        raise ValueError("its files do not match their checksum (changed since they were written)")
+
+
+def _companions(path) -> tuple:
+    """The files stored with the converted model ``path`` (its ``.xml``)."""
+    return path.with_suffix(".bin"), path.with_suffix(".blake2b")
 
 
 def _compile_file(core, path, config, blob_folder):
@@ -361,7 +391,9 @@ def _store(converted, path):
             temporary = Path(temporary)
             try:
                 ov.save_model(converted, str(temporary), compress_to_fp16=False)
+                checksum = _digest(temporary)
                 os.replace(temporary.with_suffix(".bin"), path.with_suffix(".bin"))
+                atomic_write_bytes(path.with_suffix(".blake2b"), checksum.encode("ascii"))
             finally:
                 _remove_file(temporary.with_suffix(".bin"))
     except OSError as exc:
@@ -380,7 +412,7 @@ def _store(converted, path):
 
 def _touch(path):
     """Mark ``path``'s entry as just used, for least-recently-used eviction."""
-    for file in (path, path.with_suffix(".bin")):
+    for file in (path, *_companions(path)):
         mark_used(file)
 
 
@@ -392,7 +424,7 @@ def _remove_file(file):
 
 
 def _remove(path):
-    for file in (path, path.with_suffix(".bin")):
+    for file in (path, *_companions(path)):
         try:
             file.unlink()
         except OSError:
