@@ -302,6 +302,15 @@ def test_calibrate_measures_once_with_real_photos(fresh, monkeypatch):
     assert len(stored) == 1 and json.loads(stored[0].read_text()) == entry
     assert calibration.calibrate([LIGHT], weights=None, input_size=32, verbose=0) == [entry]  # not again
 
+    # Measured again, with the converted model now on disk and in memory: the
+    # conversion recorded is still a whole one, what a fitted model costs.
+    from skptm.engines import openvino as openvino_engine
+
+    conversions = openvino_engine.cache_info()["conversions"]
+    [again] = calibration.calibrate([LIGHT], weights=None, input_size=32, verbose=0, force=True)
+    assert openvino_engine.cache_info()["conversions"] == conversions + 1
+    assert again["conversion_seconds"]["openvino"] > 0
+
 
 def test_cosines_have_no_floor():
     tiny = np.array([[1e-13, 2e-13, 0.0]], np.float32)

@@ -18,6 +18,9 @@ An engine is an object with:
     whose ``predict`` runs on it (converted and compiled on first use).
 ``is_prepared(network, precision)``
     Whether running it costs no conversion now.
+``conversion_seconds(network, precision)`` (optional, for engines that convert)
+    Seconds to convert and compile the network with no cache: what
+    calibration records for deciding whether converting a fitted model pays.
 
 :mod:`.tensorflow` and :mod:`.openvino` are the two shipped; another is one
 module with an ``ENGINE`` object, listed in :data:`ENGINE_MODULES` or

@@ -210,15 +210,7 @@ def _compile(model, precision, takes_images, dtype):
     ov = require_openvino()
     core = ov.Core()
     folder = cache_dir()
-    config = {
-        "INFERENCE_PRECISION_HINT": _INFERENCE_PRECISION[precision],
-        # One stream on every core: each call is one large batch, and skptm's
-        # decoding threads fill the next batch meanwhile.
-        "PERFORMANCE_HINT": "LATENCY",
-    }
-    share = threads.process_share()
-    if share is not None:  # a joblib or Dask worker: its share of the cores, not all of them
-        config["INFERENCE_NUM_THREADS"] = share
+    config = _compile_config(precision)
     path = _disk_path(model, takes_images, dtype, folder)
     if path is not None and path.is_file() and not path.with_suffix(".blake2b").is_file():
         _remove(path)  # stored before entries had checksums: converted again, quietly
@@ -246,6 +238,19 @@ def _compile(model, precision, takes_images, dtype):
     if path is not None:
         _store(converted, path)
     return _compile_converted(core, converted, config, precision)
+
+
+def _compile_config(precision) -> dict:
+    config = {
+        "INFERENCE_PRECISION_HINT": _INFERENCE_PRECISION[precision],
+        # One stream on every core: each call is one large batch, and skptm's
+        # decoding threads fill the next batch meanwhile.
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+    share = threads.process_share()
+    if share is not None:  # a joblib or Dask worker: its share of the cores, not all of them
+        config["INFERENCE_NUM_THREADS"] = share
+    return config
 
 
 def _digest(path) -> str:
@@ -453,6 +458,17 @@ class OpenVINOEngine:
 
     def network_precision(self, precision: str) -> str:
         return "float32"  # the float32 network is converted; OpenVINO computes in `precision`
+
+    def conversion_seconds(self, network, precision: str) -> float:
+        """Seconds to convert and compile ``network`` with no cache of any
+        kind: what a fitted model, whose weights no cache holds, costs."""
+        import time
+
+        ov = require_openvino()
+        start = time.perf_counter()
+        converted = _convert(network.model, network.takes_images, "uint8" if network.takes_images else "float32")
+        ov.Core().compile_model(converted, "CPU", _compile_config(precision))
+        return time.perf_counter() - start
 
     def prepare(self, network, precision: str):
         from ..networks import NETWORKS
