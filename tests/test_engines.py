@@ -276,6 +276,25 @@ def test_the_prior_knows_every_network_of_the_registry():
 
 
 @needs_openvino
+def test_backbones_engines_looks_up_the_size_measured(fresh, capsys):
+    """``skptm backbones --engines --input-size`` reads the measurement that
+    ``skptm calibrate --input-size`` made; without it, the native size's."""
+    from skptm.cli import main
+
+    calibration.save(measurement())
+
+    def row(*arguments):
+        code = main(["backbones", "--engines", *arguments])
+        assert code == 0
+        return next(line for line in capsys.readouterr().out.splitlines() if line.split()[0] == LIGHT)
+
+    assert "not measured" in row()
+    assert "openvino float32 (2.0x, measured)" in row("--input-size", str(SIZE))
+    assert main(["backbones", "--input-size", str(SIZE)]) == 2
+    assert "--input-size goes with --engines" in capsys.readouterr().err
+
+
+@needs_openvino
 def test_a_measurement_here_decides_and_is_kept_for_the_process(fresh):
     size = (SIZE, SIZE)
     assert decision.choose("auto", "float32", LIGHT, size).engine == "tensorflow"

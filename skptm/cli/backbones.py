@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from . import start_tensorflow
 from ._common import print_table
+from ._types import input_size
 
 
 def add_parser(subparsers):
@@ -22,6 +23,15 @@ def add_parser(subparsers):
         help="add what engine='auto' runs each network with on this machine, and its "
         "measured speed-up over TensorFlow float32 (needs TensorFlow; OpenVINO "
         "counts only where installed)",
+    )
+    command.add_argument(
+        "-s",
+        "--input-size",
+        type=input_size,
+        default=None,
+        metavar="SIZE",
+        help="with --engines: the input size to look up (224, or 224x192), as 'skptm calibrate "
+        "--input-size' measured it; default: each network's own",
     )
     return command
 
@@ -44,21 +54,26 @@ def run(args, parser):
         )
         for b in list_backbones()
     ]
+    if args.input_size is not None and not args.engines:
+        parser.error("--input-size goes with --engines: it says which measurements to look up")
     if args.engines:
         start_tensorflow()  # "auto" asks TensorFlow whether there is a GPU
-        header += ("engine=auto", "with precision=auto")
-        rows = [(*row, *_engine_choices(row[0])) for row in rows]
+        size = args.input_size
+        at = "" if size is None else f" at {size if isinstance(size, int) else '{}x{}'.format(*size)} px"
+        header += (f"engine=auto{at}", "with precision=auto")
+        rows = [(*row, *_engine_choices(row[0], args.input_size)) for row in rows]
     print_table(header, rows, right=(2, 4))
     return 0
 
 
-def _engine_choices(name):
-    """What ``engine="auto"`` runs ``name`` with here, for precision float32 and
-    auto: measured on this machine (with the measured speed-up), or not yet
-    (with what the prior expects on a machine of this instruction set)."""
+def _engine_choices(name, size=None):
+    """What ``engine="auto"`` runs ``name`` with here at ``size`` (``None``: its
+    own), for precision float32 and auto: measured on this machine (with the
+    measured speed-up), or not yet (with what the prior expects on a machine
+    of this instruction set)."""
     from ..engines.decision import describe
 
-    described = describe(name)
+    described = describe(name, size)
     entry, prior = described["measured"], described["prior"]
     cells = []
     for precision in ("float32", "auto"):
