@@ -634,3 +634,15 @@ def test_a_file_name_that_is_not_utf8_is_named_before_any_work(tmp_path, capsys)
     code, _, err = run_cli(capsys, "embed", folder, "-o", tmp_path / "f.npy", *TRAIN[:6])
     assert code == 1 and "1 file name is not valid UTF-8" in err and "caf\ufffd.png" in err
     assert "Rename it" in err and not (tmp_path / "f.npy").exists()
+
+
+def test_a_file_name_with_a_line_break_is_named_before_any_work(tmp_path, capsys):
+    """The .npy output's path list has one path a line: such a name would
+    shift every row after it."""
+    folder = tmp_path / "names"
+    folder.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "ok.png")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "two\nlines.png")
+    code, _, err = run_cli(capsys, "embed", folder, "-o", tmp_path / "f.npy", *TRAIN[:6])
+    assert code == 1 and "1 file name holds a line break" in err and "two\\nlines.png" in err
+    assert not (tmp_path / "f.npy").exists()

@@ -105,3 +105,46 @@ def test_sample_views_keep_their_photo_theme_and_group(tmp_path):
     assert [Path(p).read_bytes() for p in again.paths] == [Path(p).read_bytes() for p in views.paths]
     with pytest.raises(ValueError, match="views_per_photo"):
         make_sample_views(tmp_path / "c", views_per_photo=0)
+
+
+def test_repeated_categories_are_refused(folder):
+    with pytest.raises(ValueError, match="categories names 'red' more than once"):
+        load_image_folder(folder, categories=["red", "blue", "red"])
+
+
+def test_a_folder_that_cannot_be_listed_is_named_not_skipped(folder, monkeypatch):
+    """Its images would be silently missing from the classes: an error names
+    it. (The OS's refusal is simulated: the suite may run as root, whom
+    permissions do not stop.)"""
+    import os
+
+    locked = folder / "red" / "nested"
+    scandir = os.scandir
+
+    def refusing(path="."):
+        if os.fspath(path) == os.fspath(locked):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    with pytest.raises(PermissionError, match="Cannot list the folder .*nested.*would be left out"):
+        load_image_folder(folder)
+
+
+def test_a_list_of_paths_with_a_byte_order_mark_or_not_utf8(folder, tmp_path):
+    from skptm.datasets import collect_images
+
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{folder / 'red' / 'a.jpg'}\n{folder / 'blue' / '1.png'}\n", encoding="utf-8-sig")
+    assert [path.name for path in collect_images(listing)] == ["a.jpg", "1.png"]
+    listing.write_bytes(f"{folder / 'red' / 'a.jpg'}\ncaf\xe9.jpg\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="not UTF-8 text.*saved as UTF-8"):
+        collect_images(listing)
+
+
+def test_a_linked_image_keeps_its_own_path(folder, tmp_path):
+    root = tmp_path / "linked"
+    (root / "red").mkdir(parents=True)
+    (root / "red" / "link.jpg").symlink_to(folder / "red" / "a.jpg")
+    data = load_image_folder(root)
+    assert list(data.paths) == [str(root / "red" / "link.jpg")]

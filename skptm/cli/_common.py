@@ -41,8 +41,9 @@ def collect(command, source):
 
 def _check_names_are_text(paths):
     """A :class:`UserError` naming the files whose names are not text (bytes
-    that are not UTF-8): the outputs (CSV, Parquet, path lists) could not
-    write them, and would fail only after every image was computed."""
+    that are not UTF-8) or hold a line break: the outputs (CSV, Parquet,
+    path lists) could not write them, or would misalign the rows after
+    them, and would fail only after every image was computed."""
     undecodable = [path for path in paths if not _is_text(path)]
     if undecodable:
         shown = listing([path.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for path in undecodable])
@@ -50,6 +51,14 @@ def _check_names_are_text(paths):
             f"{len(undecodable)} file name{'s are' if len(undecodable) > 1 else ' is'} not valid UTF-8 "
             f"(shown with \ufffd for the bytes): {shown}. Rename {'them' if len(undecodable) > 1 else 'it'} "
             "(e.g. with convmv), or list the images in a text file without them."
+        )
+    broken = [path for path in paths if "\n" in path or "\r" in path]
+    if broken:
+        shown = listing([path.encode("unicode_escape").decode("ascii") for path in broken])
+        raise UserError(
+            f"{len(broken)} file name{'s hold' if len(broken) > 1 else ' holds'} a line break ({shown}): "
+            "the outputs list one path a line and would shift every row after it. Rename "
+            f"{'them' if len(broken) > 1 else 'it'}, or list the images in a text file without them."
         )
 
 

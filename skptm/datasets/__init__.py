@@ -54,7 +54,8 @@ def load_image_folder(
     random_state : int, RandomState instance or None, default=0
         Seeds the shuffle.
     follow_links : bool, default=False
-        Follow symbolic links to folders.
+        Follow symbolic links to folders inside the class folders (a class
+        folder that is itself a link is always read).
 
     Returns
     -------
@@ -73,8 +74,10 @@ def load_image_folder(
     FileNotFoundError
         If ``path`` is not a folder, or a name in ``categories`` is not a
         sub-folder of it.
+    PermissionError
+        If a folder below it cannot be listed (its images would be left out).
     ValueError
-        If no image is found.
+        If no image is found, or ``categories`` names a folder twice.
 
     Examples
     --------
@@ -91,6 +94,12 @@ def load_image_folder(
     if categories is None:
         categories = found
     else:
+        repeated = sorted({name for name in categories if list(categories).count(name) > 1})
+        if repeated:
+            raise ValueError(
+                f"categories names {repeated[0]!r} more than once: each class folder is one class. "
+                f"Received: categories={list(categories)!r}"
+            )
         missing = [name for name in categories if name not in found]
         if missing:
             raise FileNotFoundError(
@@ -100,7 +109,7 @@ def load_image_folder(
     paths, target = [], []
     for index, name in enumerate(categories):
         images = collect_images(root / name, extensions=endings, follow_links=follow_links)
-        images = [image.resolve() for image in images]
+        images = [Path(os.path.abspath(image)) for image in images]  # a linked file keeps its own path
         paths.extend(images)
         target.extend([index] * len(images))
     if not paths:
@@ -242,6 +251,9 @@ def collect_images(source, *, extensions=IMAGE_EXTENSIONS, follow_links=False):
     ------
     FileNotFoundError
         If ``source`` does not exist.
+    PermissionError
+        If a folder below ``source`` cannot be listed (its images would be
+        left out).
     ValueError
         If ``source`` is a file that is not UTF-8 text.
 
@@ -258,9 +270,13 @@ def collect_images(source, *, extensions=IMAGE_EXTENSIONS, follow_links=False):
     if not source.exists():
         raise FileNotFoundError(2, "No such file or folder", os.fspath(source))
     try:
-        lines = source.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise ValueError(f"{os.fspath(source)!r} is neither a folder nor a text file of image paths.") from None
+        # utf-8-sig: a list saved "UTF-8 with BOM" (Windows editors) keeps its first path.
+        lines = source.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{os.fspath(source)!r} is not a folder, and not UTF-8 text ({exc.reason} at byte {exc.start}): "
+            "pass a folder of images, or a list of image paths saved as UTF-8, one a line."
+        ) from None
     paths = []
     for line in map(str.strip, lines):
         if not line or line.startswith("#"):
@@ -271,7 +287,15 @@ def collect_images(source, *, extensions=IMAGE_EXTENSIONS, follow_links=False):
 
 
 def _images_below(folder, endings, follow_links):
-    for directory, subdirectories, files in os.walk(folder, followlinks=follow_links):
+    def unreadable(error):
+        raise PermissionError(
+            error.errno,
+            f"Cannot list the folder {error.filename!r} ({error.strerror}), so its images would be left "
+            "out: give this user read access to it, or move it out of the folder read",
+            error.filename,
+        ) from error
+
+    for directory, subdirectories, files in os.walk(folder, onerror=unreadable, followlinks=follow_links):
         subdirectories[:] = [name for name in subdirectories if not name.startswith(".")]
         for name in files:
             if not name.startswith(".") and name.lower().endswith(endings):
