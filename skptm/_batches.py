@@ -232,8 +232,12 @@ def _as_source(X, reader: ImageReader | None):
                 )
             _warn_if_unit_range(X)
             return ArraySource(X, reader)
-        if X.ndim == 1 and X.dtype.kind in "US":
+        if X.ndim == 1 and X.dtype.kind == "U":
             return ItemSource(X.tolist(), reader)
+        if X.ndim == 1 and X.dtype.kind == "S":
+            # Each item's full width: NumPy drops an item's trailing zero bytes,
+            # which an encoded image may end with (a BMP's black last row).
+            return ItemSource([bytes(X[i : i + 1].data) for i in range(len(X))], reader)
         raise ValueError(
             f"Expected images: an array of shape (N, H, W, 3), (N, H, W, 4), "
             f"(N, H, W, 1) or (N, H, W), or a list of paths, PIL images or arrays; "

@@ -98,9 +98,17 @@ def oriented_size(item) -> tuple[int, int]:
     if isinstance(item, (bytes, bytearray, memoryview)):
         item = io.BytesIO(item)
     if isinstance(item, Image.Image):
-        return _oriented(item.size, item.getexif().get(_EXIF_ORIENTATION, 1))
+        return _header_size(item)
     with Image.open(item) as image:
-        return _oriented(image.size, image.getexif().get(_EXIF_ORIENTATION, 1))
+        return _header_size(image)
+
+
+def _header_size(image):
+    if image.format == "TIFF":
+        # Pillow turns a TIFF itself as it loads it, and reports the turned
+        # size before then: only the loaded image's size and tag agree.
+        loaded(image)
+    return _oriented(image.size, image.getexif().get(_EXIF_ORIENTATION, 1))
 
 
 def _oriented(pil_size, orientation):
@@ -125,8 +133,9 @@ class ImageReader:
     interpolation : str
         Resampling filter, one of :data:`INTERPOLATIONS`.
 
-    Returns arrays of dtype ``uint8`` when the source is 8-bit and
-    ``float32`` otherwise (16-bit files, float arrays, alpha-composited
+    Returns arrays of dtype ``uint8`` when the source is 8-bit (or an
+    array of whole values in 0-255, of any dtype) and ``float32`` otherwise
+    (16-bit files, float arrays with fractions, partly transparent float
     arrays), always with values in 0-255. Arrays already at the target size
     are not resampled.
     """
@@ -197,6 +206,12 @@ class ImageReader:
         rgb = array_to_rgb(array)
         if rgb.shape[:2] == tuple(self.size):
             return rgb
+        if rgb.dtype != np.uint8:
+            # Whole values (an int64 array, keras's img_to_array) resize as the
+            # same picture in 8 bits does: the same features as its file.
+            exact = rgb.astype(np.uint8)
+            if np.array_equal(exact, rgb):
+                rgb = exact
         if rgb.dtype == np.uint8:
             return self._resize_rgb(Image.fromarray(rgb, "RGB"))
         return self._resize_rgb(rgb)
@@ -263,14 +278,16 @@ def _fit_inside(source_size, target_size):
 def _pil_to_rgb(image: Image.Image):
     """A PIL image as RGB: a PIL ``RGB`` image, or a float32 array for 16-bit."""
     if image.mode in _SIXTEEN_BIT_MODES or image.mode == "F":
-        values = np.asarray(image, dtype=np.float32)
-        if not np.isfinite(values).all():  # a float image (e.g. TIFF) may hold NaN
+        raw = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(raw).all():  # a float image (e.g. TIFF) may hold NaN
             raise ValueError("the image contains NaN or infinite values")
-        if image.mode != "F":
-            values = values / 257.0  # 65535 -> 255
+        values = raw / 257.0 if image.mode != "F" else raw  # 65535 -> 255
         gray = np.clip(values, 0.0, 255.0)
+        key = image.info.get("transparency")
+        if isinstance(key, (int, float)) and image.mode != "F":  # a grey transparency key: over white
+            gray = np.where(raw == key, _WHITE, gray).astype(np.float32)
         return np.repeat(gray[..., None], 3, axis=-1)
-    if image.mode == "RGB":
+    if image.mode == "RGB" and "transparency" not in image.info:
         return image
     if image.mode in _ALPHA_MODES or "transparency" in image.info:
         rgba = (image.convert("LA") if image.mode == "La" else image).convert("RGBA")  # La: no direct way
@@ -285,7 +302,8 @@ def array_to_rgb(array: np.ndarray) -> np.ndarray:
     Accepts ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` and ``(H, W, 4)``;
     dtypes ``uint8`` (returned as is when already RGB), ``uint16`` (scaled
     from 0-65535), ``bool`` and any integer or float dtype with values in
-    0-255. Alpha is composited over white.
+    0-255. Alpha is composited over white (for ``uint8``, by Pillow, as
+    for an RGBA file).
     """
     if array.ndim == 2:
         array = array[..., None]
@@ -299,6 +317,11 @@ def array_to_rgb(array: np.ndarray) -> np.ndarray:
     channels = values.shape[-1]
     if channels == 1:
         return np.repeat(values, 3, axis=-1)
+    if channels == 4 and values.dtype == np.uint8:  # as an RGBA file is: Pillow's compositing
+        rgba = Image.fromarray(np.ascontiguousarray(values), "RGBA")
+        return np.asarray(
+            Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+        )
     if channels == 4:
         alpha = values[..., 3:].astype(np.float32) / 255.0
         return values[..., :3] * alpha + _WHITE * (1.0 - alpha)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from skptm._images import ImageReader, array_to_rgb
 
@@ -180,3 +180,71 @@ def test_unreadable_files_raise(image_dir, name, error):
 def test_unsupported_item_type():
     with pytest.raises(TypeError, match="unsupported item of type int"):
         read(3)
+
+
+def test_a_transparency_key_in_rgb_and_sixteen_bit_files_is_white(tmp_path):
+    """PNG's tRNS colour key makes one colour transparent in RGB and grey
+    images too: those pixels come out white, as in RGBA files."""
+    rgb = np.full((4, 4, 3), 40, np.uint8)
+    rgb[0, 0] = (1, 2, 3)
+    Image.fromarray(rgb).save(tmp_path / "key.png", transparency=(1, 2, 3))
+    out = read(tmp_path / "key.png", size=(4, 4))
+    np.testing.assert_array_equal(out[0, 0], (255, 255, 255))
+    np.testing.assert_array_equal(out[1, 1], (40, 40, 40))
+
+    gray = np.full((4, 4), 30000, np.uint16)
+    gray[0, 0] = 7
+    Image.fromarray(gray).save(tmp_path / "key16.png", transparency=7)
+    out = read(tmp_path / "key16.png", size=(4, 4))
+    np.testing.assert_allclose(out[0, 0], 255.0)
+    np.testing.assert_allclose(out[1, 1], 30000 / 257, rtol=1e-6)
+
+
+def test_a_turned_tiff_reports_its_upright_size(tmp_path):
+    """Pillow turns TIFFs itself as it loads them: the size skptm reports (for
+    Grad-CAM maps and overlays) is the upright picture's, as for JPEG."""
+    from skptm._images import oriented_size
+
+    picture = Image.fromarray(pattern(40, 24))  # 24 high, 40 wide
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned a quarter
+    for suffix in ("tif", "jpg", "png"):
+        picture.save(tmp_path / f"turned.{suffix}", exif=exif)
+        with Image.open(tmp_path / f"turned.{suffix}") as image:
+            upright = np.asarray(ImageOps.exif_transpose(image))
+        assert oriented_size(tmp_path / f"turned.{suffix}") == upright.shape[:2] == (40, 24), suffix
+
+
+def test_the_same_picture_in_any_array_form_reads_the_same():
+    """Whole values in another dtype, and an opaque RGBA array, resize as the
+    8-bit picture does (and as its file does): the same pixels exactly."""
+    picture = pattern(50, 30)  # 30 high, 50 wide
+    expected = read(picture, size=(16, 16))
+    for form in (
+        picture.astype(np.int64),
+        picture.astype(np.float32),
+        np.dstack([picture, np.full((30, 50), 255, np.uint8)]),
+    ):
+        np.testing.assert_array_equal(read(form, size=(16, 16)), expected)
+    rgba = np.dstack([picture, np.arange(30 * 50, dtype=np.uint8).reshape(30, 50)])
+    as_file = Image.alpha_composite(Image.new("RGBA", (50, 30), "white"), Image.fromarray(rgba, "RGBA"))
+    np.testing.assert_array_equal(array_to_rgb(rgba), np.asarray(as_file.convert("RGB")))
+
+
+def test_encoded_images_in_a_fixed_width_bytes_array_keep_their_trailing_zero_bytes():
+    """NumPy drops an ``S`` item's trailing zero bytes; a BMP whose last row
+    is black ends in them, and must still decode."""
+    import io
+
+    from skptm._batches import as_source
+
+    picture = pattern(8, 8)
+    picture[0] = 0  # BMP stores rows bottom-up: the top row comes last
+    encoded = io.BytesIO()
+    Image.fromarray(picture).save(encoded, "BMP")
+    longer = io.BytesIO()
+    Image.fromarray(pattern(12, 12)).save(longer, "PNG")
+    array = np.array([encoded.getvalue(), longer.getvalue()])
+    assert len(array[0]) < len(encoded.getvalue())  # what NumPy gives back
+    source = as_source(array, ImageReader((8, 8)))
+    np.testing.assert_array_equal(ImageReader((8, 8))(source.items[0]), picture)
