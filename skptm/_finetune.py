@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import keras
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from ._batches import ItemSource, decode_once, default_n_threads
@@ -123,14 +125,17 @@ class KeepBest(keras.callbacks.Callback):
     With a ``baseline`` (the head-only model's validation loss), the starting
     weights are a candidate too, so training can only improve the monitored
     loss. With ``patience``, training stops after that many epochs without
-    improvement.
+    improvement. If every epoch diverged (its loss NaN or infinite), the
+    starting weights are restored, with a ``ConvergenceWarning`` naming
+    ``learning_rate_name``, whatever the baseline.
     """
 
-    def __init__(self, monitor, baseline=None, patience=None):
+    def __init__(self, monitor, baseline=None, patience=None, learning_rate_name="finetune_learning_rate"):
         super().__init__()
         self.monitor = monitor
         self.baseline = baseline
         self.patience = patience
+        self.learning_rate_name = learning_rate_name
 
     def _snapshot(self):
         return [v.numpy() for v in self.model.trainable_variables]  # convert_to_numpy warns on NumPy 2
@@ -138,11 +143,15 @@ class KeepBest(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.wait = 0
         self.best_epoch = None
+        self.finite_epochs = self.epochs = 0
         self.best = np.inf if self.baseline is None else self.baseline
-        self.best_weights = None if self.baseline is None else self._snapshot()
+        self.start_weights = self._snapshot()
+        self.best_weights = None if self.baseline is None else self.start_weights
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
+        self.epochs += 1
+        self.finite_epochs += value is not None and bool(np.isfinite(value))
         if value is not None and np.isfinite(value) and value < self.best:
             self.best, self.best_epoch, self.wait = value, epoch, 0
             self.best_weights = self._snapshot()
@@ -152,6 +161,14 @@ class KeepBest(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
+        if self.epochs and not self.finite_epochs:
+            warnings.warn(
+                f"Every epoch diverged ({self.monitor} NaN or infinite), so the weights from before "
+                f"them are kept. Lower {self.learning_rate_name}.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+            self.best_weights = self.start_weights
         if self.best_weights is not None:
             for variable, value in zip(self.model.trainable_variables, self.best_weights, strict=True):
                 variable.assign(value)
@@ -179,6 +196,7 @@ def train(params, X, targets, sample_weight, *, task: Task, validation_split, ca
     # entries are shared; phase 2 trains the Keras network itself.
     probe_network = head_phase_network(params, network, n)
     train_idx, val_idx = validation_split(n, seed)
+    _check_weights_on_each_side(sample_weight, train_idx, val_idx, params)
     unfrozen = select_unfrozen(network.base, params["unfreeze"]) if params["finetune_epochs"] else ()
     trained = new_model(network, params, task, seed)
     trained.unfrozen = unfrozen
@@ -304,6 +322,21 @@ class _Session:
         self.n_epochs[name] = len(result.history.get("loss", []))
 
 
+def _check_weights_on_each_side(sample_weight, train_idx, val_idx, params) -> None:
+    """A side of the validation split whose images all weigh zero would learn
+    nothing, or choose the epoch kept on a loss of 0: say so before any work."""
+    for side, indices, consequence in (
+        ("training", train_idx, "nothing would be learned"),
+        ("validation", val_idx, "its loss, which chooses the epoch kept, would be 0 for every epoch"),
+    ):
+        if indices is not None and len(indices) and not np.any(np.asarray(sample_weight)[indices] > 0):
+            raise ValueError(
+                f"The sample weights are zero for every image on the {side} side of the validation split "
+                f"(validation_fraction={params['validation_fraction']!r}): {consequence}. Give some of them "
+                "weight, or choose another random_state or validation_fraction."
+            )
+
+
 def _fit_head(session: _Session, head, features) -> None:
     """Phase 1: the head on features computed once (solved exactly when linear)."""
     params, train_idx, val_idx = session.params, session.train_idx, session.val_idx
@@ -311,7 +344,7 @@ def _fit_head(session: _Session, head, features) -> None:
     if not params["head_epochs"]:
         session.history["head"], session.n_epochs["head"] = {}, 0
     elif params["hidden_units"]:
-        keep_best = KeepBest(session.monitor, patience=HEAD_PATIENCE)
+        keep_best = KeepBest(session.monitor, patience=HEAD_PATIENCE, learning_rate_name="learning_rate")
         session.fit("head", head, features, params["head_epochs"], params["learning_rate"], keep_best)
     else:
         fit_linear_probe(

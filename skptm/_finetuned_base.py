@@ -117,7 +117,8 @@ PARAMETERS_DOC = """
         Data augmentation, applied only while fine-tuning (phase 2; phase 1
         fits the head on the un-augmented features): ``"light"`` is a
         horizontal flip, a small rotation, zoom and contrast change; a Keras
-        layer or ``Sequential`` of your own works too.
+        layer or ``Sequential`` of your own works too (its random generators
+        restart from ``random_state`` at each fit, so that fits repeat).
 
     tta : None, "flip", "light" or list of str, default=None
         Test-time augmentation for :meth:`predict`, :meth:`predict_proba`
@@ -254,7 +255,15 @@ def holdout_split(n, fraction, seed, *, stratify=None):
     from sklearn.model_selection import train_test_split
 
     try:
-        return tuple(train_test_split(np.arange(n), test_size=fraction, stratify=stratify, random_state=seed))
+        train, held_out = train_test_split(np.arange(n), test_size=fraction, stratify=stratify, random_state=seed)
+        if stratify is not None:
+            # scikit-learn keeps each class's share overall, not one image of
+            # each on both sides: a large fraction can hold a small class out whole.
+            labels = np.asarray(stratify, dtype=object)
+            missing = [label for label in dict.fromkeys(labels[held_out]) if label not in set(labels[train])]
+            if missing:
+                raise ValueError(f"class {missing[0]!r} would be held out whole, with none left to train on.")
+        return train, held_out
     except ValueError as exc:
         cause = str(exc).rstrip()
         cause += "" if cause.endswith(".") else "."
@@ -529,8 +538,10 @@ class BaseFineTuned(DocLinkMixin, TransformerMixin, BaseEstimator):
         from ._fitted import transform_features
 
         X = self._check_input(X)
+        # The network as fit built it: parameters set since then build nothing here.
+        params = {**self.get_params(), **getattr(self, "_build_params", {})}
         return transform_features(
-            self._trained, self._network, X, self.get_params(), self._inference_choice(), on_error=self.on_error
+            self._trained, self._network, X, params, self._inference_choice(), on_error=self.on_error
         )
 
     def get_feature_names_out(self, input_features=None):

@@ -522,3 +522,63 @@ def test_a_missing_label_is_named_by_its_index(missing):
         classifier().fit(X, ["a", "b", missing, "a"])
     with pytest.raises(ValueError, match="got 1 class: 'a'. Add images of another class"):
         classifier().fit(X, ["a"] * 4)
+
+
+def test_a_phase_two_that_diverged_in_every_epoch_is_not_kept(colours):
+    """Without a hold-out, an all-NaN phase 2 used to stay in the model
+    (NaN probabilities, None labels); the head-only model is kept, with a
+    warning that names the learning rate."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = colours
+    head_only = classifier(finetune_epochs=0).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match="Every epoch diverged.*finetune_learning_rate"):
+        diverged = classifier(finetune_learning_rate=1e12, unfreeze="all").fit(X, y)
+    assert np.isnan(diverged.history_["finetune"]["loss"]).all()
+    np.testing.assert_allclose(diverged.predict_proba(X), head_only.predict_proba(X), rtol=1e-5, atol=1e-6)
+
+
+def test_a_custom_augmentation_layer_repeats_its_draws_at_each_fit(colours):
+    """random_state seeds the user's own augmentation too: fitting twice, or
+    a clone of a fitted estimator, gives the same model."""
+    X, y = colours
+    augment = keras.Sequential([keras.layers.RandomFlip(seed=1), keras.layers.RandomRotation(0.2, seed=2)])
+    model = classifier(augment=augment, finetune_epochs=2, finetune_learning_rate=1e-2)
+    first = model.fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(model.fit(X, y).predict_proba(X), first)
+    np.testing.assert_array_equal(clone(model).fit(X, y).predict_proba(X), first)
+
+
+def test_transform_with_tta_uses_the_fitted_network(colours):
+    """A linear probe's transform with test-time views builds its network
+    from the fitted parameters, not from ones set since."""
+    X, y = colours
+    model = classifier(unfreeze=0, tta="flip").fit(X, y)
+    features = model.transform(X[:4])
+    model.set_params(pooling="max", input_size=48)
+    np.testing.assert_array_equal(model.transform(X[:4]), features)
+
+
+def test_a_side_of_the_split_weighing_nothing_is_refused(colours):
+    X, y = colours
+    model = classifier(validation_fraction=0.25)
+    from skptm._finetune import derive_seed
+
+    _, held_out = model._split(len(y), np.unique(y, return_inverse=True)[1], derive_seed(0))  # fit's split
+    for side in ("validation", "training"):
+        weights = np.ones(len(y))
+        zeroed = np.zeros(len(y), bool)
+        zeroed[held_out] = True
+        weights[zeroed if side == "validation" else ~zeroed] = 0.0
+        with pytest.raises(ValueError, match=f"zero for every image on the {side} side"):
+            model.fit(X, y, sample_weight=weights)
+        assert not hasattr(model, "model_")
+
+
+def test_a_class_held_out_whole_is_refused():
+    from skptm._finetuned_base import holdout_split
+
+    # scikit-learn's stratified split of 22 at 0.8 holds both images of 'z' out.
+    labels = np.array(["a"] * 11 + ["b"] * 9 + ["z"] * 2)
+    with pytest.raises(ValueError, match="class 'z' would be held out whole, with none left to train on"):
+        holdout_split(len(labels), 0.8, 0, stratify=labels)

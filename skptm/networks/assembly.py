@@ -374,4 +374,18 @@ def make_augmentation(augment, seed):
             ],
             name="augmentation",
         )
+    _reseed(augment, seed)
     return augment
+
+
+def _reseed(layer, seed) -> None:
+    """Restart every random generator of the user's ``layer`` from ``seed``:
+    each fit then draws the same augmentations (training advances them, and
+    a fitted estimator's clone copies them advanced)."""
+    import numpy as np
+
+    layers = [layer, *layer._flatten_layers(include_self=False)] if isinstance(layer, keras.layers.Layer) else []
+    generators = [generator for each in layers for generator in getattr(each, "_seed_generators", ())]
+    for index, generator in enumerate(dict.fromkeys(generators)):
+        state = generator.state
+        state.assign(np.array([seed + 101 + index, 0], dtype=keras.backend.standardize_dtype(state.dtype)))
