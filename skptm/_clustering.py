@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from numbers import Integral
 from pathlib import Path
@@ -14,6 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import normalize
 from sklearn.utils import Bunch
 
+from ._io import check_writable_folder
 from ._validation import listing
 from ._writers import write_cluster_table
 
@@ -69,7 +71,9 @@ def cluster_images(
         cluster, distance; one row per image in input order),
         ``cluster_00.png``... (a contact sheet per cluster, nearest to its
         centre first) and ``overview.png`` (every image on a 2-D map, badged
-        with its cluster). Needs matplotlib. ``None`` writes nothing.
+        with its cluster); an earlier run's sheets beyond this run's
+        clusters are removed, and a folder that cannot be written is named
+        before any work. Needs matplotlib. ``None`` writes nothing.
     backbone, weights, input_size, pooling, layer, resize, batch_size, \
 precision, engine, cache, n_jobs
         The feature extractor's parameters, as for
@@ -138,6 +142,7 @@ precision, engine, cache, n_jobs
     if folder is not None:
         if folder.exists() and not folder.is_dir():
             raise NotADirectoryError(20, "The output must be a folder; this is a file", str(folder))
+        check_writable_folder(folder)
         from . import plot  # noqa: F401 - fails now, with an install hint, if matplotlib is missing
 
     transformer = PretrainedFeatureTransformer(
@@ -166,7 +171,9 @@ precision, engine, cache, n_jobs
             f"{len(unreadable)} of {len(paths)} images could not be read and are left out of the clusters: {named}."
         )
 
-    unit = normalize(features[readable])
+    # float64: normalize leaves float32 rows shorter than about 1e-6 as they
+    # are (a random network's features can be 1e-10 long).
+    unit = normalize(features[readable].astype(np.float64))
     with warnings.catch_warnings():  # said below, in words
         warnings.filterwarnings("ignore", "Number of distinct clusters", ConvergenceWarning)
         labels, distances = _kmeans(unit, n_clusters, random_state)
@@ -273,6 +280,9 @@ def _write_sheets(folder, table, members, max_per_sheet, note):
         fig.savefig(path, dpi=100)
         plt.close(fig)
         written.append(path)
+    for earlier in folder.glob("cluster_*.png"):  # an earlier run's sheets, beyond this run's clusters
+        if re.fullmatch(r"cluster_\d+\.png", earlier.name) and earlier not in written:
+            earlier.unlink()
     return written
 
 

@@ -395,9 +395,10 @@ def _recommended(result):
         if result.random_weights:
             return (
                 "Recommended: nothing from these scores: with random weights the networks' features say "
-                "nothing of your images, so raw pixels leading means nothing here. Run again with the "
-                "pretrained weights (weights='imagenet'; skptm.fetch_weights fills the cache on a machine "
-                "with internet access)."
+                "nothing of your images, so that no approach beats raw pixels beyond the folds' spread means "
+                "nothing here. Run again with the pretrained weights (weights='imagenet', or --weights "
+                "imagenet on the command line; skptm.fetch_weights or skptm fetch-weights fills the cache "
+                "on a machine with internet access)."
             )
         return (
             "Recommended: raw pixels, as no pretrained approach here beats them beyond the folds' spread: "

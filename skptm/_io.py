@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import tempfile
 import uuid
 from collections.abc import Iterable
 
@@ -124,3 +125,26 @@ def mark_used(path) -> None:
 
     with contextlib.suppress(OSError):
         os.utime(path, ns=(time.time_ns(), os.stat(path).st_mtime_ns))
+
+
+def check_writable_folder(folder) -> None:
+    """Raise ``PermissionError`` (an ``OSError``) naming ``folder`` unless a file
+    can be created in it, or, where it does not exist yet, in the nearest folder
+    above it: outputs are checked before the work that makes them, not after.
+
+    A file is created and removed: permission bits do not stop root, and an
+    immutable or read-only-mounted folder shows only when written to.
+    """
+    folder = os.path.abspath(os.fspath(folder))
+    existing = folder
+    while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".skptm-write-check-"):
+            pass
+    except OSError as exc:
+        raise PermissionError(
+            exc.errno,
+            f"Cannot write in the folder {existing!r} ({exc.strerror or exc}), so the output could not be saved: "
+            "choose another place, or make it writable",
+        ) from None

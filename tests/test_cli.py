@@ -646,3 +646,31 @@ def test_a_file_name_with_a_line_break_is_named_before_any_work(tmp_path, capsys
     code, _, err = run_cli(capsys, "embed", folder, "-o", tmp_path / "f.npy", *TRAIN[:6])
     assert code == 1 and "1 file name holds a line break" in err and "two\\nlines.png" in err
     assert not (tmp_path / "f.npy").exists()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs a folder nobody can write in: Linux's /proc")
+@pytest.mark.parametrize("command", ["embed", "train", "cluster"])
+def test_an_output_that_cannot_be_written_is_said_before_any_work(folder, tmp_path, capsys, command):
+    """/proc takes no new file, even from root (whom permissions do not stop):
+    the command says so at once, not after computing everything."""
+    output = {"embed": "/proc/features.npy", "train": "/proc/model.skops", "cluster": "/proc/clusters"}[command]
+    arguments = {"embed": OPTIONS, "train": TRAIN, "cluster": ["-k", "2", *OPTIONS]}[command]
+    if command == "train":
+        pytest.importorskip("skops")
+    if command == "cluster":
+        pytest.importorskip("matplotlib")
+    code, _, err = run_cli(capsys, command, folder, "-o", output, *arguments)
+    assert code == 1 and "Cannot write in the folder '/proc'" in err, err
+
+
+def test_a_missing_optional_extra_is_one_line_not_a_traceback(folder, tmp_path):
+    script = (
+        "import sys; sys.modules['openvino'] = None\n"  # as if it were not installed
+        "from skptm.cli import main\n"
+        f"sys.exit(main(['embed', {str(folder)!r}, '-o', {str(tmp_path / 'f.npy')!r}, "
+        f"*{[str(a) for a in OPTIONS]!r}, '--engine', 'openvino']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "skptm embed: error:" in out.stderr and "pip install" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -56,6 +56,24 @@ def test_cluster_images_writes_sheets_and_map(photos, tmp_path):
     assert rows[0] == "path,cluster,distance" and len(rows) == 1 + len(paths)
     assert rows[-1] == f"{bad},,"
 
+    # Again into the same folder with fewer clusters: the earlier third sheet goes.
+    again = skptm.cluster_images(photos[:7], 2, output_dir=tmp_path / "out", max_per_sheet=2, **PARAMS)
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == sorted(p.name for p in again.files)
+
+
+def test_tiny_features_are_still_made_unit_length(photos):
+    """A random network's features can be 1e-10 long, where scikit-learn's
+    normalize leaves float32 rows as they are (every distance came out 0):
+    clustering works in float64."""
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu", kernel_initializer=keras.initializers.HeNormal(seed=0))(inputs)
+    tiny = keras.Model(inputs, keras.layers.Rescaling(1e-12)(x), name="tiny_features")
+    result = skptm.cluster_images(photos, 3, backbone=tiny, input_size=32)
+    assert np.linalg.norm(result.features, axis=1).max() < 1e-6
+    assert result.table["distance"].max() > 1e-3
+
 
 def test_cluster_images_user_errors(photos, tmp_path):
     with pytest.raises(ValueError, match="at least 2"):

@@ -112,6 +112,12 @@ def main(argv=None) -> int:
     except USER_ERRORS as exc:
         print(f"skptm {args.command}: error: {user_message(exc, args.command)}", file=sys.stderr)
         return 1
+    except ImportError as exc:
+        if "pip install" not in str(exc):
+            raise  # a broken installation, not a missing extra: the traceback helps
+        # An optional extra this run needs (openvino, keras-hub, ...): its install hint.
+        print(f"skptm {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import check_writable_folder
 from .._validation import listing
 from ..datasets import IMAGE_EXTENSIONS, collect_images
 from ..exceptions import ImageReadWarning, WeightsUnavailableError
@@ -37,6 +38,16 @@ def collect(command, source):
         file=sys.stderr,
     )
     return None
+
+
+def output_file(path) -> Path:
+    """``path`` as a ``Path``, once its folder is known to exist and take a new
+    file: said before the work, which would otherwise be lost at the end."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UserError(f"the output's folder does not exist: {str(path.parent)!r}")
+    check_writable_folder(path.parent)
+    return path
 
 
 def _check_names_are_text(paths):

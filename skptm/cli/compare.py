@@ -4,11 +4,10 @@ on a folder of class sub-folders, and say which suits it (:func:`skptm.compare`)
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from . import UserError, start_tensorflow
 from ._arguments import HelpFormatter, add_batch_options, add_if_offline_option, add_quiet_option, examples, params_for
-from ._common import require, run_offline_aware
+from ._common import output_file, require, run_offline_aware
 from ._types import at_least, input_size, positive_int, positive_number, unfreeze_depth, weights
 
 
@@ -111,9 +110,7 @@ def run(args, parser):
     """Compare the approaches on ``args.source``; print the table and the recommendation."""
     if args.output is not None:
         require("matplotlib", "drawing the chart (-o)", 'pip install "skptm[plot]"')
-        folder = Path(args.output).parent
-        if not folder.is_dir():
-            raise UserError(f"the output's folder does not exist: {str(folder)!r}")
+        output_file(args.output)
     from .._backbones import get_backbone_spec
     from ..datasets import load_image_folder
 

@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 from .._writers import FEATURE_SUFFIXES
-from . import UserError, start_tensorflow
+from . import start_tensorflow
 from ._arguments import SOURCE_HELP, HelpFormatter, add_feature_options, examples, params_for
-from ._common import collect, listing, naming_unreadable_ourselves, require, unreadable
+from ._common import collect, listing, naming_unreadable_ourselves, output_file, require, unreadable
 
 
 def add_parser(subparsers):
@@ -43,8 +43,7 @@ def run(args, parser):
     if output.suffix.lower() == ".parquet":
         for module in ("pandas", "pyarrow"):
             require(module, "writing .parquet", "pip install pandas pyarrow, or write .npy or .csv instead")
-    if not output.parent.is_dir():
-        raise UserError(f"the output's folder does not exist: {str(output.parent)!r}")
+    output_file(output)
     paths = collect("embed", args.source)
     if paths is None:
         return 2
@@ -64,6 +63,5 @@ def run(args, parser):
             f"are NaN: {listing(failed)}",
             file=sys.stderr,
         )
-    if not args.quiet:
-        print(f"skptm embed: wrote {len(paths)} x {features.shape[1]} features to {output}", file=sys.stderr)
+    print(f"skptm embed: wrote {len(paths)} x {features.shape[1]} features to {output}", file=sys.stderr)
     return 0

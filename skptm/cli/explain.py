@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .._io import check_writable_folder
 from ..datasets import IMAGE_EXTENSIONS
 from ..exceptions import ImageReadError
 from . import UserError, start_tensorflow
@@ -78,6 +79,7 @@ def run(args, parser):
     output_dir = Path(args.output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"the output {str(output_dir)!r} exists and is not a folder")
+    check_writable_folder(output_dir)
 
     start_tensorflow()
     from PIL import Image

@@ -23,6 +23,7 @@ from ._common import (
     listing,
     load_classifier,
     naming_unreadable_ourselves,
+    output_file,
     require,
     set_command_options,
     unreadable,
@@ -77,9 +78,7 @@ def add_parser(subparsers):
 
 def run(args, parser):
     """Predict the images of ``args.source`` with ``args.model``; write the CSV."""
-    output = Path(args.output)
-    if not output.parent.is_dir():
-        raise UserError(f"the output's folder does not exist: {str(output.parent)!r}")
+    output = output_file(args.output)
     if args.classes is not None:
         if args.source is not None:
             raise UserError("with --classes there is no model: give only the images (SRC)")

@@ -20,7 +20,7 @@ from ._arguments import (
     examples,
     params_for,
 )
-from ._common import listing, require
+from ._common import listing, output_file, require
 from ._types import fraction, non_negative_int, unfreeze_depth
 
 
@@ -103,8 +103,7 @@ def run(args, parser):
         raise UserError(f"the output must be a file; {str(model_path)!r} is a folder.")
     if model_path.exists() and not args.force:
         raise UserError(f"{str(model_path)!r} exists; pass --force to overwrite it.")
-    if not model_path.parent.is_dir():
-        raise UserError(f"the output's folder does not exist: {str(model_path.parent)!r}")
+    output_file(model_path)
     from .._finetuned_base import holdout_split
     from ..datasets import load_image_folder
 
