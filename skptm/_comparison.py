@@ -387,7 +387,8 @@ def _finetuning_against_probe(result, probe):
 def _recommended(result):
     row = result.recommended
     regression = result.task == "regression"
-    options = "".join(f", {name}={value!r}" for name, value in result.network_options.items())
+    # Results pickled before these fields existed lack them.
+    options = "".join(f", {name}={value!r}" for name, value in getattr(result, "network_options", {}).items())
     if row.approach == PIXELS:
         others = [r for r in result.table if r.ran and r.approach != PIXELS]
         if not others:
@@ -421,7 +422,7 @@ def _recommended(result):
             f"{caution}"
         )
     estimator = "FineTunedRegressor" if regression else "FineTunedClassifier"
-    options += "".join(f", {name}={value!r}" for name, value in result.finetune_options.items())
+    options += "".join(f", {name}={value!r}" for name, value in getattr(result, "finetune_options", {}).items())
     return (
         f"Recommended: {row.label}, which beats every cheaper approach beyond the folds' spread: "
         f'{estimator}("{row.backbone}", unfreeze={row.unfreeze!r}{options}).{caution}'

@@ -24,6 +24,7 @@ an unwritable directory gives one warning and no caching.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -39,9 +40,14 @@ from ._images import loaded
 from ._io import atomic_write_bytes, content_hash
 from .exceptions import FeatureCacheWarning
 
-#: Bump when decoding or feature computation changes in a way that alters
-#: features for the same configuration; old entries are then ignored.
+#: Bump when feature computation changes in a way that alters features for
+#: the same configuration; old entries are then ignored.
 FORMAT_VERSION = 2
+
+#: Bump when decoding gives other pixels for some items (its entries are then
+#: computed anew; a table's are not): 2 made transparency keys white, turned
+#: TIFFs upright, and whole-valued arrays resize as 8-bit pictures.
+DECODING_VERSION = 2
 
 _DIGEST_SIZE = 16
 _READ_CHUNK = 1 << 20
@@ -145,7 +151,7 @@ class FeatureCache:
         try:
             atomic_write_bytes(self._path(key), data)
         except OSError as exc:
-            if self._root_writable():
+            if exc.errno in (errno.EISDIR, errno.ENOTDIR, errno.EEXIST) and self._root_writable():
                 # An entry's place is taken (a folder where its file goes):
                 # the others are still written; one warning for them all.
                 if not self.entries_skipped:
@@ -193,7 +199,7 @@ def configuration_key(network, source) -> str:
     reading = (
         "table"
         if isinstance(source, TableSource) or reader is None
-        else repr((tuple(reader.size), reader.resize, reader.interpolation))
+        else repr((tuple(reader.size), reader.resize, reader.interpolation, f"decoding {DECODING_VERSION}"))
     )
     parts = (
         str(FORMAT_VERSION),
@@ -207,24 +213,27 @@ def configuration_key(network, source) -> str:
         keras.__version__,
         tf.__version__,
     )
-    kernels = kernel_kind(network.precision)
+    kernels = kernel_kind(network.precision, network.engine)
     return content_hash((*parts, kernels) if kernels else parts)
 
 
-def kernel_kind(precision) -> str:
+def kernel_kind(precision, engine="tensorflow") -> str:
     """What, besides the configuration, the features depend on beyond the
     cache's tolerance: ``""`` for float32 on a CPU (any two CPUs agree to
     about 5e-7 relative, so machines sharing a cache share these entries);
     the instruction set for reduced precision, whose kernels round
-    differently (AMX and AVX-512 BF16 differ by about 1e-2); the GPU, whose
-    float32 may run in TF32."""
+    differently (AMX and AVX-512 BF16 differ by about 1e-2), or the CPU's
+    model where its flags are not known; TensorFlow's GPU, whose float32
+    may run in TF32 (OpenVINO runs on the CPU)."""
     from .engines.machine import this_machine
 
     machine = this_machine()
-    if machine.gpu:
+    if machine.gpu and engine == "tensorflow":
         return f"gpu {machine.gpu}"
     if precision == "float32":
         return ""
+    if not machine.flags:  # no /proc/cpuinfo (macOS, Windows): the model says what the set would
+        return f"{machine.architecture} {machine.cpu_model}"
     return f"{machine.architecture} {machine.instruction_set}"
 
 

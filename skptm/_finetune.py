@@ -143,15 +143,17 @@ class KeepBest(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.wait = 0
         self.best_epoch = None
-        self.finite_epochs = self.epochs = 0
+        self.finite_epochs = self.seen_epochs = 0
         self.best = np.inf if self.baseline is None else self.baseline
         self.start_weights = self._snapshot()
         self.best_weights = None if self.baseline is None else self.start_weights
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        self.epochs += 1
-        self.finite_epochs += value is not None and bool(np.isfinite(value))
+        self.seen_epochs += value is not None
+        if value is not None and np.isfinite(value):
+            self.finite_epochs += 1
+            self.start_weights = None  # not needed as a fallback any more: free it
         if value is not None and np.isfinite(value) and value < self.best:
             self.best, self.best_epoch, self.wait = value, epoch, 0
             self.best_weights = self._snapshot()
@@ -161,7 +163,7 @@ class KeepBest(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
-        if self.epochs and not self.finite_epochs:
+        if self.seen_epochs and not self.finite_epochs:
             warnings.warn(
                 f"Every epoch diverged ({self.monitor} NaN or infinite), so the weights from before "
                 f"them are kept. Lower {self.learning_rate_name}.",

@@ -260,7 +260,8 @@ def holdout_split(n, fraction, seed, *, stratify=None):
             # scikit-learn keeps each class's share overall, not one image of
             # each on both sides: a large fraction can hold a small class out whole.
             labels = np.asarray(stratify, dtype=object)
-            missing = [label for label in dict.fromkeys(labels[held_out]) if label not in set(labels[train])]
+            trained_on = set(labels[train])
+            missing = [label for label in dict.fromkeys(labels[held_out]) if label not in trained_on]
             if missing:
                 raise ValueError(f"class {missing[0]!r} would be held out whole, with none left to train on.")
         return train, held_out

@@ -405,3 +405,10 @@ def test_command_prints_the_table_and_writes_the_chart(digits, tmp_path, capsys)
     code = main(["compare", str(root), "--backbones", "mobilenet_v", "-q"])
     err = capsys.readouterr().err
     assert code == 1 and "skptm compare: error:" in err and "'mobilenet_v2'" in err
+
+
+def test_a_result_pickled_before_the_options_fields_still_recommends():
+    result = result_of(row("raw pixels", (0.50, 0.52)), row("linear probe", (0.80, 0.82)))
+    for name in ("network_options", "finetune_options"):
+        object.__delattr__(result, name)  # as an older pickle holds it
+    assert 'PretrainedFeatureTransformer("mobilenet_v2")' in result.recommendation

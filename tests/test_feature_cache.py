@@ -268,3 +268,30 @@ def test_reduced_precision_entries_are_kept_apart_per_kind_of_kernel(monkeypatch
     assert len({amx["bfloat16"], avx512_bf16["bfloat16"], avx2["bfloat16"]}) == 3
     gpu = on(("avx2",), gpu="NVIDIA H200 (compute capability 9.0)")
     assert gpu["float32"] and "H200" in gpu["float32"]
+
+
+def test_entries_of_an_earlier_decoding_are_not_read(tmp_path, photos, monkeypatch):
+    """Decoding that gives other pixels for some items (a transparency key now
+    white) leaves the file's bytes as they were: its version keys the entries."""
+    from skptm import _feature_cache
+
+    monkeypatch.setattr(_feature_cache, "DECODING_VERSION", _feature_cache.DECODING_VERSION - 1)
+    make(tmp_path).transform(photos[:2])
+    monkeypatch.undo()
+    make(tmp_path).transform(photos[:2])
+    assert len({path.parent.parent for path in entries(tmp_path)}) == 2  # two configurations
+
+
+def test_a_full_disk_stops_caching_once(tmp_path, photos, plain, monkeypatch):
+    """Out of space, every entry would fail: caching stops, with one warning."""
+    import errno
+
+    from skptm import _feature_cache
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(_feature_cache, "atomic_write_bytes", full)
+    with pytest.warns(FeatureCacheWarning, match="not writable.*No space left") as caught:
+        np.testing.assert_array_equal(make(tmp_path).transform(photos[:4]), plain[:4])
+    assert len(caught) == 1

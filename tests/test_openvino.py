@@ -299,6 +299,8 @@ def test_a_converted_model_changed_in_place_is_converted_again(tmp_path, images,
     assert cosine(reference, out).min() >= 0.99999
 
     converted.with_suffix(".blake2b").unlink()
+    network = PretrainedFeatureTransformer(TINY, weights=None, input_size=SIZE + 16)._network()
+    assert not _openvino.is_on_disk(network.model, True)  # to be converted again: not counted as prepared
     _openvino._compiled.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("error", OpenVINOCacheWarning)

@@ -44,9 +44,17 @@ def output_file(path) -> Path:
     """``path`` as a ``Path``, once its folder is known to exist and take a new
     file: said before the work, which would otherwise be lost at the end."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"the output must be a file; {str(path)!r} is a folder.")
     if not path.parent.is_dir():
         raise UserError(f"the output's folder does not exist: {str(path.parent)!r}")
     check_writable_folder(path.parent)
+    if path.exists():
+        try:
+            with open(path, "ab"):  # opened to append, nothing written: the file is unchanged
+                pass
+        except OSError as exc:
+            raise UserError(f"cannot write {str(path)!r} ({exc.strerror or exc}): choose another file.") from None
     return path
 
 

@@ -143,6 +143,8 @@ _compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 _stats = {"conversions": 0, "disk_hits": 0, "compilations": 0}
+#: Converted models whose checksum this process checked: (path, checksum, files' identity).
+_verified: set = set()
 
 
 def cache_info() -> dict:
@@ -160,7 +162,7 @@ def is_compiled(model, precision: str, takes_images: bool = True) -> bool:
 def is_on_disk(model, takes_images: bool) -> bool:
     """Whether ``model``'s converted form is in the disk cache (no conversion needed)."""
     path = _disk_path(model, takes_images, input_dtype(takes_images, np.uint8), cache_dir())
-    return path is not None and path.is_file() and path.with_suffix(".bin").is_file()
+    return path is not None and all(file.is_file() for file in (path, *_companions(path)))
 
 
 def input_dtype(takes_images: bool, batch_dtype) -> str:
@@ -268,10 +270,17 @@ def _check_digest(path) -> None:
     otherwise compile, and give wrong features."""
     try:
         stored = path.with_suffix(".blake2b").read_text(encoding="ascii").strip()
+        identity = tuple((s.st_ino, s.st_size, s.st_mtime_ns) for s in map(os.stat, (path, path.with_suffix(".bin"))))
     except (OSError, ValueError) as exc:
         raise ValueError("its checksum file cannot be read") from exc
+    key = (str(path), stored, identity)
+    with _lock:
+        if key in _verified:  # read before in this process (another precision, another call)
+            return
     if _digest(path) != stored:
         raise ValueError("its files do not match their checksum (changed since they were written)")
+    with _lock:
+        _verified.add(key)
 
 
 def _companions(path) -> tuple:
