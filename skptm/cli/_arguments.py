@@ -110,13 +110,8 @@ def add_network_options(command, backbone="resnet50"):
         help="'imagenet' (default), 'none' for random weights, or the path "
         "of a weights file of the same architecture without its top",
     )
-    command.add_argument(
-        "-s",
-        "--input-size",
-        type=input_size,
-        default=None,
-        metavar="SIZE",
-        help="resize images to SIZE (224, or 224x192 for height x width); default: the network's own size",
+    add_input_size_option(
+        command, "resize images to SIZE (224, or 224x192 for height x width); default: the network's own size"
     )
     command.add_argument(
         "--resize",
@@ -204,6 +199,11 @@ def add_if_offline_option(command):
         "the results labelled as such (they show the pipeline working, not "
         "what the images show)",
     )
+
+
+def add_input_size_option(command, help):
+    """``-s/--input-size SIZE``: ``224``, or ``224x192`` for height x width."""
+    command.add_argument("-s", "--input-size", type=input_size, default=None, metavar="SIZE", help=help)
 
 
 def add_quiet_option(command, what="no progress bar"):

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from . import start_tensorflow
+from ._arguments import add_input_size_option
 from ._common import print_table
-from ._types import input_size
 
 
 def add_parser(subparsers):
@@ -24,13 +24,9 @@ def add_parser(subparsers):
         "measured speed-up over TensorFlow float32 (needs TensorFlow; OpenVINO "
         "counts only where installed)",
     )
-    command.add_argument(
-        "-s",
-        "--input-size",
-        type=input_size,
-        default=None,
-        metavar="SIZE",
-        help="with --engines: the input size to look up (224, or 224x192), as 'skptm calibrate "
+    add_input_size_option(
+        command,
+        "with --engines: the input size to look up (224, or 224x192), as 'skptm calibrate "
         "--input-size' measured it; default: each network's own",
     )
     return command

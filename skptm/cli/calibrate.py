@@ -4,8 +4,15 @@ networks, and how close their features stay (:func:`skptm.calibrate`)."""
 from __future__ import annotations
 
 from . import start_tensorflow
-from ._arguments import HelpFormatter, add_backbone_names, add_quiet_option, backbone_names, examples
-from ._types import input_size, weights
+from ._arguments import (
+    HelpFormatter,
+    add_backbone_names,
+    add_input_size_option,
+    add_quiet_option,
+    backbone_names,
+    examples,
+)
+from ._types import weights
 
 
 def add_parser(subparsers):
@@ -31,14 +38,7 @@ def add_parser(subparsers):
         help="the weights the estimators will use: 'imagenet' (default), 'none' or a path; "
         "the models converted for them stay in the cache",
     )
-    command.add_argument(
-        "-s",
-        "--input-size",
-        type=input_size,
-        default=None,
-        metavar="SIZE",
-        help="the size the estimators will use (224, or 224x192); default: each network's own",
-    )
+    add_input_size_option(command, "the size the estimators will use (224, or 224x192); default: each network's own")
     command.add_argument("--force", action="store_true", help="measure again networks measured before")
     add_quiet_option(command)
     return command

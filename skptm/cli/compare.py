@@ -6,9 +6,17 @@ from __future__ import annotations
 import sys
 
 from . import UserError, start_tensorflow
-from ._arguments import HelpFormatter, add_batch_options, add_if_offline_option, add_quiet_option, examples, params_for
+from ._arguments import (
+    HelpFormatter,
+    add_batch_options,
+    add_if_offline_option,
+    add_input_size_option,
+    add_quiet_option,
+    examples,
+    params_for,
+)
 from ._common import output_file, require, run_offline_aware
-from ._types import at_least, input_size, positive_int, positive_number, unfreeze_depth, weights
+from ._types import at_least, positive_int, positive_number, unfreeze_depth, weights
 
 
 def add_parser(subparsers):
@@ -78,14 +86,7 @@ def add_parser(subparsers):
         default="imagenet",
         help="'imagenet' (default), 'none' for random weights, or the path of a weights file",
     )
-    command.add_argument(
-        "-s",
-        "--input-size",
-        type=input_size,
-        default=None,
-        metavar="SIZE",
-        help="resize images to SIZE (224, or 224x192); default: each network's own size",
-    )
+    add_input_size_option(command, "resize images to SIZE (224, or 224x192); default: each network's own size")
     command.add_argument(
         "--cache",
         metavar="DIR",
